@@ -1,0 +1,44 @@
+# shield: `make run` serves, `make test` tests. Both install what is missing first.
+SHELL := /bin/bash
+VENV ?= .venv
+PYTHON ?= python3
+PORT ?= 8000
+APT_PACKAGES := libmagickwand-6.q16-6 libmagickcore-6.q16-6-extra icc-profiles-free
+export PORT
+
+.PHONY: run test lint format system-deps deps clean
+
+run: system-deps deps
+	$(VENV)/bin/gunicorn -c gunicorn.conf.py app:app
+
+test: system-deps deps
+	$(VENV)/bin/python -m pytest -q $(PYTEST_ARGS)
+
+lint: deps
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: deps
+	$(VENV)/bin/ruff format .
+
+deps: $(VENV)/.installed
+
+$(VENV)/.installed: requirements.txt
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements.txt
+	touch $@
+
+# ImageMagick's MagickWand (with its HEIF/WebP coders) and an sRGB ICC profile.
+system-deps:
+	@if ldconfig -p | grep -q 'libMagickWand-6.Q16.so' && [ -f /usr/share/color/icc/sRGB.icc ]; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "installing $(APT_PACKAGES)"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(APT_PACKAGES) >/dev/null; \
+	else \
+		echo "shield needs ImageMagick's MagickWand library. Install it, then run make again:"; \
+		echo "    sudo apt-get install $(APT_PACKAGES)"; \
+		exit 1; \
+	fi
+
+clean:
+	rm -rf $(VENV) var .pytest_cache .benchmarks

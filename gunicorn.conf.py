@@ -1,0 +1,26 @@
+"""gunicorn settings for shield: gevent workers, image work on OS threads.
+
+Workers: one per CPU core (at least 2, so one busy worker never stops the
+service). Each worker runs a pool of OS threads for ImageMagick; the pools
+together get one thread per core, so transforms never oversubscribe the CPU
+while hits keep flowing on every worker's event loop.
+Override with WEB_CONCURRENCY (workers) and SHIELD_TRANSFORM_THREADS.
+"""
+
+import os
+
+_cores = os.cpu_count() or 1
+
+bind = os.environ.get("SHIELD_BIND", f"0.0.0.0:{os.environ.get('PORT', '8000')}")
+worker_class = "gevent"
+workers = int(os.environ.get("WEB_CONCURRENCY", max(2, _cores)))
+worker_connections = 1000
+timeout = 60
+graceful_timeout = 10
+keepalive = 5
+accesslog = None  # shield logs each request itself, as JSON
+errorlog = "-"
+loglevel = "warning"
+
+os.environ.setdefault("SHIELD_TRANSFORM_THREADS", str(max(1, _cores // workers)))
+os.environ.setdefault("MAGICK_THREAD_LIMIT", "1")

@@ -1,0 +1,3 @@
+"""shield: a self-hosted image origin shield."""
+
+__version__ = "1.0.0"

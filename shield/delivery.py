@@ -1,0 +1,296 @@
+"""One public image request, as a straight line:
+
+    parse -> authorise -> original (fresh, revalidated, fetched or stale)
+          -> variant (cache hit, or transform and store) -> response
+
+The Flask view hands in the request's parts and gets back a Reply; nothing
+here knows about Flask.
+"""
+
+import hashlib
+import secrets
+import time
+from dataclasses import dataclass, field
+
+from . import engine, geometry, negotiate, params, probe, tags
+from .errors import Gone, NotFound, OriginError, OriginFailure, ProjectNotFound
+from .headers import cache_status, etag_matches, image_headers, not_modified_headers, server_timing
+from .origin import make_origin, safe_segments
+from .store import Entry, meta_key_of, original_key_of, variant_key_of
+
+PROCESS_PASSTHROUGH = "passthrough"
+PROCESS_TRANSFORMED = "transformed"
+
+
+@dataclass
+class Request:
+    project: str
+    path: str
+    args: dict
+    accept: str = ""
+    if_none_match: str = ""
+    referer: str = ""
+    client_ip: str = ""
+    head: bool = False
+
+
+@dataclass
+class Reply:
+    status: int
+    headers: dict
+    body: object = b""            # bytes, or an open file to stream
+    x_cache: str = ""
+    project: str = ""
+    extra: dict = field(default_factory=dict)
+
+
+@dataclass
+class Original:
+    meta: dict
+    body: bytes | None            # in memory when just fetched
+    state: str                    # fresh | revalidated | fetched | stale
+    origin_ms: float | None = None
+    fwd_status: int | None = None
+
+
+def _etag(body):
+    return '"' + hashlib.blake2b(body, digest_size=16).hexdigest() + '"'
+
+
+class Delivery:
+    def __init__(self, settings, store, stats, pool, flight, projects, guard=None):
+        self.settings = settings
+        self.store = store
+        self.stats = stats
+        self.pool = pool
+        self.flight = flight
+        self.projects = projects
+        self.guard = guard          # signatures, referers, rate limits (security.Guard)
+        self._origins = {}
+
+    # -- the request
+
+    def serve(self, req):
+        started = time.perf_counter()
+        project = self.projects.get(req.project)
+        if project is None or not project.enabled:
+            raise ProjectNotFound(f"No project named {req.project!r}.")
+        if safe_segments(req.path) is None:
+            raise NotFound()
+        if self.guard is not None:
+            self.guard.check_request(project, req)
+        transform = params.parse(req.args, project.quality, project.max_width, project.max_height)
+        klass = negotiate.accept_class(req.accept)
+
+        if project.private:
+            return self._serve_private(project, req, transform, klass, started)
+
+        original = self._original(project, req.path)
+        key = variant_key_of(project.name, req.path, original.meta["version"], transform.canonical(),
+                             klass if transform.fmt == "auto" and not transform.blur else "-")
+        entry = self.store.get_variant(key)
+        if entry is not None:
+            x_cache = "STALE" if original.state == "stale" else "HIT"
+            return self._reply(req, project, entry, x_cache, started, stored=True, original=original)
+
+        if self.guard is not None:
+            self.guard.check_miss(project, req)
+        made = self.flight.once(
+            key,
+            make=lambda: self._make_variant(project, req.path, original, transform, klass, key),
+            check=lambda: self.store.get_variant(key),
+            timeout=self.settings.origin_timeout,
+        )
+        entry, stored, process_ms = made if isinstance(made, tuple) else (made, True, None)
+        x_cache = "STALE" if original.state == "stale" else ("MISS" if process_ms is not None else "HIT")
+        return self._reply(req, project, entry, x_cache, started, stored=stored, original=original,
+                           process_ms=process_ms)
+
+    # -- originals
+
+    def origin_for(self, project):
+        origin = self._origins.get(project)
+        if origin is None:
+            origin = self._origins[project] = make_origin(project, self.settings)
+        return origin
+
+    def _original(self, project, path):
+        """The stored original's metadata, revalidated or fetched when it is not fresh."""
+        mkey = meta_key_of(project.name, path)
+        meta = self.store.get(mkey)
+        now = time.time()
+        if isinstance(meta, dict) and meta.get("negative"):
+            if now < meta["expires"]:
+                raise (Gone if meta["negative"] == 410 else NotFound)()
+            meta = None
+        if not isinstance(meta, dict) or "version" not in meta:
+            meta = None
+        if meta is not None and now < meta["fresh_until"]:
+            return Original(meta, None, "fresh")
+        if meta is not None and now < meta.get("retry_at", 0) and self._may_serve_stale(project, meta, now):
+            return Original(meta, None, "stale", fwd_status=meta.get("fwd_status"))
+
+        def fresh_in_store():
+            found = self.store.get(mkey)
+            if isinstance(found, dict) and "version" in found and time.time() < found["fresh_until"]:
+                return Original(found, None, "fresh")
+            return None
+
+        try:
+            return self.flight.once(
+                mkey, make=lambda: self._fetch_original(project, path, meta),
+                check=fresh_in_store, timeout=self.settings.origin_timeout)
+        except OriginFailure as exc:
+            if meta is not None and self._may_serve_stale(project, meta, time.time()):
+                meta = dict(meta, retry_at=time.time() + self.settings.origin_retry_interval,
+                            fwd_status=exc.status)
+                self.store.set(mkey, meta)
+                return Original(meta, None, "stale", fwd_status=exc.status)
+            raise
+
+    @staticmethod
+    def _may_serve_stale(project, meta, now):
+        return now < meta["fresh_until"] + project.stale_if_error
+
+    def _fetch_original(self, project, path, old):
+        """Ask the origin (conditionally when we hold a copy) and store what it says."""
+        mkey = meta_key_of(project.name, path)
+        origin = self.origin_for(project)
+        started = time.perf_counter()
+        try:
+            fetched = origin.fetch(path, etag=old and old.get("etag"),
+                                   last_modified=old and old.get("last_modified"))
+        except (NotFound, Gone) as exc:
+            self.stats.incr(project.name, "origin_fetches")
+            if project.negative_ttl:
+                self.store.set(mkey, {"negative": exc.status, "expires": time.time() + project.negative_ttl})
+            if old is not None:
+                self.store.drop_variants_of(project.name, path, except_version=None)
+            raise
+        finally:
+            origin_ms = (time.perf_counter() - started) * 1000
+        self.stats.incr(project.name, "origin_fetches")
+        now = time.time()
+        ttl = fetched.max_age if fetched.max_age is not None else project.cache_ttl
+
+        if fetched.status == 304 and old is not None:
+            meta = dict(old, fresh_until=now + ttl, retry_at=0, fwd_status=None,
+                        tags=list(fetched.tags) or old.get("tags", []))
+            self.store.set(mkey, meta)
+            return Original(meta, None, "revalidated", origin_ms)
+
+        body = fetched.body
+        info = self._checked_source(body)
+        meta = {
+            "version": secrets.token_hex(8),
+            "etag": fetched.etag,
+            "last_modified": fetched.last_modified,
+            "fetched_at": now,
+            "fresh_until": now + ttl,
+            "tags": list(fetched.tags),
+            "size": len(body),
+            "info": {"format": info.format, "width": info.width, "height": info.height,
+                     "orientation": info.orientation, "has_alpha": info.has_alpha,
+                     "animated": info.animated},
+        }
+        # The body before the metadata that points at it: a reader never finds one without the other.
+        if self.store.set(original_key_of(project.name, path, meta["version"]), body):
+            self.store.set(mkey, meta)
+            self.store.record_file(project.name, path)
+        if old is not None and old.get("version"):
+            self.store.drop_variants_of(project.name, path, except_version=meta["version"])
+            self.store.delete(original_key_of(project.name, path, old["version"]))
+        return Original(meta, body, "fetched", origin_ms)
+
+    def _checked_source(self, body):
+        """Probe a new original and refuse, before anything is stored, one that is cut off or does not decode."""
+        info = probe.probe(body, self.settings.max_source_pixels)
+        if not probe.is_complete(body, info.format):
+            raise OriginError(f"The original {info.format.upper()} is cut off before its end.")
+        self.pool.run(engine.decode_check, body, info)
+        return info
+
+    def _original_body(self, project, path, original):
+        if original.body is not None:
+            return original.body
+        body = self.store.get(original_key_of(project.name, path, original.meta["version"]))
+        if isinstance(body, bytes) and len(body) == original.meta["size"]:
+            return body
+        # The body was evicted (or damaged) while its metadata stayed: fetch it again.
+        refetched = self._fetch_original(project, path, None)
+        original.meta.update(refetched.meta)
+        original.origin_ms = refetched.origin_ms
+        return refetched.body
+
+    # -- variants
+
+    def _make_variant(self, project, path, original, transform, klass, key):
+        body = self._original_body(project, path, original)
+        if original.meta["version"] not in key:
+            key = variant_key_of(project.name, path, original.meta["version"],
+                                 transform.canonical(), key.rsplit("|", 1)[1])
+        info = probe.SourceInfo(**original.meta["info"])
+        started = time.perf_counter()
+        header, out = self._render(project, body, info, transform, klass)
+        header["process_ms"] = round((time.perf_counter() - started) * 1000, 2)
+        header["origin_ms"] = original.origin_ms
+        header["etag"] = _etag(out)
+        header["tags"] = list(tags.variant_tags(project.name, transform.fit if transform.smart else None,
+                                                original.meta.get("tags", ()), project.tags))
+        header["created"] = time.time()
+        stored = self.store.put_variant(key, header, out, project.name, path, header["tags"])
+        return Entry(dict(header, size=len(out)), out, len(out)), stored, header["process_ms"]
+
+    def _render(self, project, body, info, transform, klass):
+        if transform.is_passthrough_candidate and negotiate.passthrough_ok(info.format, klass):
+            width, height = info.oriented_size
+            return ({"content_type": negotiate.CONTENT_TYPES[info.format], "width": width,
+                     "height": height, "process": PROCESS_PASSTHROUGH}, body)
+        fmt = negotiate.output_format(transform.fmt, klass, info.has_alpha, info.animated)
+        src_w, src_h = info.oriented_size
+        plan = geometry.plan(src_w, src_h, transform.w, transform.h, transform.fit,
+                             max_pixels=self.settings.max_output_pixels)
+        quality = transform.q or project.quality
+        rendered = self.pool.run(engine.render, body, info, plan, fmt, quality)
+        self.stats.incr(project.name, "transforms")
+        return ({"content_type": rendered.content_type, "width": rendered.width,
+                 "height": rendered.height, "process": PROCESS_TRANSFORMED}, rendered.body)
+
+    def _serve_private(self, project, req, transform, klass, started):
+        """Private images never enter the shared cache: fetch and transform every time."""
+        origin_started = time.perf_counter()
+        fetched = self.origin_for(project).fetch(req.path)
+        self.stats.incr(project.name, "origin_fetches")
+        origin_ms = (time.perf_counter() - origin_started) * 1000
+        info = self._checked_source(fetched.body)
+        process_started = time.perf_counter()
+        header, out = self._render(project, fetched.body, info, transform, klass)
+        header.update(etag=_etag(out), tags=[], origin_ms=origin_ms,
+                      process_ms=(time.perf_counter() - process_started) * 1000)
+        entry = Entry(dict(header, size=len(out)), out, len(out))
+        return self._reply(req, project, entry, "BYPASS", started, stored=False, private=True)
+
+    # -- the reply
+
+    def _reply(self, req, project, entry, x_cache, started, stored, original=None, process_ms=None,
+               private=False):
+        h = entry.header
+        cache_ms = (time.perf_counter() - started) * 1000
+        if x_cache == "MISS" or (x_cache == "BYPASS"):
+            timing = server_timing(x_cache, cache_ms, origin_ms=h.get("origin_ms") or 0.0,
+                                   process=h.get("process"), process_ms=h.get("process_ms"))
+        else:
+            timing = server_timing(x_cache, cache_ms)
+        status_value = cache_status(x_cache, stored=stored,
+                                    fwd_status=original.fwd_status if original else None)
+        headers = image_headers(
+            content_type=h["content_type"], length=entry.size, etag=h["etag"], x_cache=x_cache,
+            cache_status_value=status_value, timing=timing, tags=h.get("tags", ()),
+            private=private, smart_crop=bool(h.get("smart_crop")))
+        if etag_matches(req.if_none_match, h["etag"]):
+            entry.close()
+            return Reply(304, not_modified_headers(headers), b"", x_cache, project.name)
+        if req.head:
+            entry.close()
+            return Reply(200, headers, b"", x_cache, project.name)
+        return Reply(200, headers, entry.body, x_cache, project.name)

@@ -1,0 +1,233 @@
+"""Pixels: decode, orient, convert to sRGB, resize, crop, encode.
+
+The only module that imports Wand. Every function here is CPU-bound and is
+called from the transform pool's OS threads, never on the event loop.
+
+AVIF goes through libavif (Pillow's codec) rather than ImageMagick 6's libheif
+coder: that coder drops the alpha channel when writing, has no speed control,
+and decodes to YCbCr with a bogus alpha channel.
+"""
+
+import io
+import os
+import warnings
+from dataclasses import dataclass
+
+# ImageMagick reads these once, when Wand loads it: one thread per transform
+# (the pool gives the parallelism), and shield's own policy.xml.
+os.environ.setdefault("MAGICK_THREAD_LIMIT", "1")
+os.environ.setdefault(
+    "MAGICK_CONFIGURE_PATH", os.path.join(os.path.dirname(os.path.dirname(__file__)), "config")
+)
+
+from PIL import Image as PILImage  # noqa: E402
+from wand.color import Color  # noqa: E402
+from wand.exceptions import (  # noqa: E402
+    CoderWarning,
+    CorruptImageWarning,
+    ResourceLimitError,
+    WandException,
+)
+from wand.image import Image  # noqa: E402
+
+from .errors import OriginError, SourceTooLarge  # noqa: E402
+from .negotiate import ALPHA_FORMATS, ANIMATED_FORMATS, CONTENT_TYPES  # noqa: E402
+
+# A damaged original must fail loudly, not come out with a grey band that
+# would then be cached: ImageMagick reports truncation only as a warning.
+warnings.filterwarnings("error", category=CorruptImageWarning)
+warnings.filterwarnings("error", category=CoderWarning)
+# probe.py has already refused sources over max_source_pixels.
+PILImage.MAX_IMAGE_PIXELS = None
+
+SRGB_PROFILE_PATHS = ("/usr/share/color/icc/sRGB.icc", "/usr/share/color/icc/colord/sRGB.icc")
+AVIF_SPEED = 8          # libavif 0-10: 8 is ~3x faster than 6 for ~5% more bytes
+WEBP_METHOD = "4"       # libwebp 0-6: 4 is its own default balance
+RESIZE_FILTER = "lanczos"
+_MAGICK_FORMATS = {"jpeg": "JPEG", "png": "PNG", "gif": "GIF", "webp": "WEBP",
+                   "heic": "HEIC", "tiff": "TIFF"}
+
+
+def _load_srgb_profile():
+    for path in SRGB_PROFILE_PATHS:
+        if os.path.exists(path):
+            with open(path, "rb") as fh:
+                return fh.read()
+    return None
+
+
+SRGB_PROFILE = _load_srgb_profile()
+
+
+@dataclass(frozen=True)
+class Rendered:
+    body: bytes
+    format: str
+    width: int
+    height: int
+
+    @property
+    def content_type(self):
+        return CONTENT_TYPES[self.format]
+
+
+def render(data, info, plan, out_format, quality, lossy_tiny=False):
+    """Make the variant: `plan` is geometry.Plan over the upright source.
+
+    Raises OriginError when the bytes do not decode, SourceTooLarge when
+    ImageMagick's resource limits refuse the image.
+    """
+    try:
+        with _decode(data, info, plan, animate=out_format in ANIMATED_FORMATS) as img:
+            _normalise(img)
+            _apply_plan(img, plan, keep_alpha=out_format in ALPHA_FORMATS)
+            body = _encode(img, out_format, quality, lossy_tiny)
+            return Rendered(body, out_format, plan.canvas_w, plan.canvas_h)
+    except ResourceLimitError as exc:
+        raise SourceTooLarge(f"The original is too large to process: {_short(exc)}") from None
+    except (WandException, CorruptImageWarning, CoderWarning, OSError, ValueError, SyntaxError) as exc:
+        raise OriginError(f"The original does not decode: {_short(exc)}") from None
+
+
+def decode_check(data, info):
+    """Decode the original fully once, so a damaged one is refused before it is stored."""
+    try:
+        if info.format == "avif":
+            with PILImage.open(io.BytesIO(data)) as im:
+                im.load()
+            return
+        with Image() as img:
+            if info.format == "jpeg":
+                # A tiny decode still walks every scan: truncation shows at little cost.
+                img.options["jpeg:size"] = "64x64"
+            img.read(blob=data, format=_MAGICK_FORMATS[info.format])
+    except ResourceLimitError as exc:
+        raise SourceTooLarge(f"The original is too large to process: {_short(exc)}") from None
+    except (WandException, CorruptImageWarning, CoderWarning, OSError, ValueError, SyntaxError) as exc:
+        raise OriginError(f"The original does not decode: {_short(exc)}") from None
+
+
+def _short(exc):
+    return str(exc).split("@", 1)[0].strip()[:200] or type(exc).__name__
+
+
+def _decode(data, info, plan, animate):
+    if info.format == "avif":
+        return _decode_with_libavif(data)
+    img = Image()
+    try:
+        if info.format == "jpeg" and plan is not None:
+            hint = _jpeg_hint(info, plan)
+            if hint:
+                img.options["jpeg:size"] = f"{hint[0]}x{hint[1]}"
+        img.read(blob=data, format=_MAGICK_FORMATS[info.format])
+        if len(img.sequence) > 1:
+            img.coalesce()
+            if not (animate and info.format == "gif"):
+                first = Image(image=img.sequence[0])
+                img.close()
+                img = first
+        if info.format == "heic":
+            # ImageMagick 6's HEIF reader hands back YCbCr with a meaningless alpha.
+            img.transform_colorspace("srgb")
+            if not info.has_alpha:
+                img.alpha_channel = "off"
+        return img
+    except BaseException:
+        img.close()
+        raise
+
+
+def _jpeg_hint(info, plan):
+    """The shrink-on-load hint, in stored (not upright) pixels."""
+    need_w, need_h = plan.resize_w, plan.resize_h
+    src_w, src_h = info.oriented_size
+    if need_w * 2 > src_w or need_h * 2 > src_h:
+        return None
+    if info.orientation in (5, 6, 7, 8):
+        need_w, need_h = need_h, need_w
+    return need_w, need_h
+
+
+def _decode_with_libavif(data):
+    with PILImage.open(io.BytesIO(data)) as im:
+        mode = "RGBA" if "A" in im.getbands() else "RGB"
+        im = im.convert(mode)
+        img = Image(blob=im.tobytes(), format=mode, width=im.width, height=im.height, depth=8)
+        return img
+
+
+def _normalise(img):
+    """Upright, sRGB, 8 bits, no metadata."""
+    img.auto_orient()
+    profile = img.profiles["icc"] if "icc" in img.profiles else None
+    if img.colorspace == "cmyk":
+        if profile and SRGB_PROFILE:
+            img.profiles["icc"] = SRGB_PROFILE
+        else:
+            img.transform_colorspace("srgb")
+    elif profile and SRGB_PROFILE and b"sRGB" not in profile[:512]:
+        # A wide-gamut profile (Display P3, Adobe RGB): convert, since strip() drops it.
+        img.profiles["icc"] = SRGB_PROFILE
+    elif img.colorspace not in ("srgb", "rgb"):
+        img.transform_colorspace("srgb")
+    img.strip()
+    img.depth = 8
+
+
+def _apply_plan(img, plan, keep_alpha):
+    if img.size != (plan.resize_w, plan.resize_h):
+        img.resize(plan.resize_w, plan.resize_h, filter=RESIZE_FILTER)
+    if (plan.crop_w, plan.crop_h) != (plan.resize_w, plan.resize_h):
+        img.crop(plan.crop_x, plan.crop_y, width=plan.crop_w, height=plan.crop_h)
+    if (plan.canvas_w, plan.canvas_h) != (plan.crop_w, plan.crop_h):
+        img.background_color = Color("transparent" if keep_alpha else "white")
+        if keep_alpha:
+            img.alpha_channel = "set"
+        img.extent(
+            width=plan.canvas_w, height=plan.canvas_h,
+            x=-((plan.canvas_w - plan.crop_w) // 2), y=-((plan.canvas_h - plan.crop_h) // 2),
+        )
+    # Crops leave the old canvas geometry behind; viewers would offset the image.
+    if len(img.sequence) > 1:
+        for frame in img.sequence:
+            frame.page = (plan.canvas_w, plan.canvas_h, 0, 0)
+    img.page = (plan.canvas_w, plan.canvas_h, 0, 0)
+
+
+def _encode(img, fmt, quality, lossy_tiny):
+    if fmt == "avif":
+        return _encode_with_libavif(img, quality)
+    if fmt == "jpeg" and img.alpha_channel:
+        img.background_color = Color("white")
+        img.alpha_channel = "remove"
+    if fmt in ("jpeg", "webp"):
+        img.compression_quality = quality
+    if fmt == "jpeg":
+        img.options["jpeg:optimize-coding"] = "true"
+        img.interlace_scheme = "line" if (img.width * img.height) > 10_000 and not lossy_tiny else "no"
+    elif fmt == "gif":
+        # ImageMagick's default palette reduction dithers with a Riemersma curve
+        # that costs ~0.1 s a frame even on tiny frames; reduce without dithering.
+        for frame in img.sequence:
+            with frame:
+                frame.quantize(256, dither=False)
+    elif fmt == "webp":
+        img.options["webp:method"] = "6" if lossy_tiny else WEBP_METHOD
+    # Name the format here: a read with a format hint pins the wand's output format.
+    return img.make_blob(_MAGICK_FORMATS[fmt])
+
+
+def _encode_with_libavif(img, quality):
+    mode = "RGBA" if img.alpha_channel else "RGB"
+    raw = img.make_blob(mode)
+    im = PILImage.frombytes(mode, img.size, raw)
+    out = io.BytesIO()
+    im.save(out, "AVIF", quality=quality, speed=AVIF_SPEED)
+    return out.getvalue()
+
+
+def dimensions(body, fmt):
+    """Width and height of an encoded image (tests and diagnostics)."""
+    with Image(blob=body, format=_MAGICK_FORMATS.get(fmt, fmt.upper())) as img:
+        return img.size

@@ -1,0 +1,153 @@
+"""The one exception tree of shield: every error a client can see.
+
+    ShieldError
+    ├── InvalidParam            400 invalid_param
+    ├── BadRequest              400 bad_request
+    ├── Unauthorized            401 unauthorized
+    ├── Forbidden               403
+    │   ├── InvalidSignature        invalid_signature
+    │   ├── Expired                 expired
+    │   └── ForbiddenReferer        forbidden_referer
+    ├── NotFound                404 not_found
+    │   └── ProjectNotFound         project_not_found
+    ├── MethodNotAllowed        405 method_not_allowed
+    ├── Conflict                409 conflict
+    ├── Gone                    410 gone
+    ├── SourceTooLarge          413 source_too_large
+    ├── UnsupportedSource       415 unsupported_source
+    ├── RateLimited             429 rate_limited      (Retry-After)
+    ├── Overloaded              503 overloaded        (Retry-After)
+    └── OriginFailure
+        ├── OriginError         502 origin_error
+        └── OriginTimeout       504 origin_timeout
+
+The web layer turns any of these into the contract's JSON body; nothing else
+builds error JSON.
+"""
+
+
+class ShieldError(Exception):
+    status = 500
+    code = "internal_error"
+    default_message = "Something went wrong inside shield."
+    retry_after = None
+
+    def __init__(self, message=None, *, retry_after=None):
+        super().__init__(message or self.default_message)
+        if retry_after is not None:
+            self.retry_after = retry_after
+
+    @property
+    def message(self):
+        return str(self)
+
+    def to_json(self):
+        return {"error": {"code": self.code, "message": self.message}}
+
+
+class InvalidParam(ShieldError):
+    status = 400
+    code = "invalid_param"
+
+    def __init__(self, name, message):
+        super().__init__(f"{name}: {message}")
+        self.param = name
+
+
+class BadRequest(ShieldError):
+    status = 400
+    code = "bad_request"
+
+
+class Unauthorized(ShieldError):
+    status = 401
+    code = "unauthorized"
+    default_message = "Send Authorization: Bearer <admin_token>."
+
+
+class Forbidden(ShieldError):
+    status = 403
+    code = "forbidden"
+
+
+class InvalidSignature(Forbidden):
+    code = "invalid_signature"
+    default_message = "The sig parameter is missing or does not match this URL."
+
+
+class Expired(Forbidden):
+    code = "expired"
+    default_message = "This URL has expired (exp is in the past)."
+
+
+class ForbiddenReferer(Forbidden):
+    code = "forbidden_referer"
+    default_message = "This project does not serve pages of that Referer."
+
+
+class NotFound(ShieldError):
+    status = 404
+    code = "not_found"
+    default_message = "No such image at the origin."
+
+
+class ProjectNotFound(NotFound):
+    code = "project_not_found"
+    default_message = "No such project."
+
+
+class MethodNotAllowed(ShieldError):
+    status = 405
+    code = "method_not_allowed"
+    default_message = "This method is not allowed here."
+
+
+class Conflict(ShieldError):
+    status = 409
+    code = "conflict"
+
+
+class Gone(ShieldError):
+    status = 410
+    code = "gone"
+    default_message = "The origin says this image is gone for good."
+
+
+class SourceTooLarge(ShieldError):
+    status = 413
+    code = "source_too_large"
+
+
+class UnsupportedSource(ShieldError):
+    status = 415
+    code = "unsupported_source"
+    default_message = "The original is not a JPEG, PNG, GIF, WebP, AVIF/HEIC or TIFF image."
+
+
+class RateLimited(ShieldError):
+    status = 429
+    code = "rate_limited"
+    default_message = "Too many requests; retry after the Retry-After seconds."
+
+
+class Overloaded(ShieldError):
+    status = 503
+    code = "overloaded"
+    default_message = "shield is busy transforming images; retry after the Retry-After seconds."
+
+
+class OriginFailure(ShieldError):
+    """The origin could not give a usable answer; a stale copy may stand in."""
+
+    status = 502
+    code = "origin_error"
+
+
+class OriginError(OriginFailure):
+    default_message = "The origin failed or sent bytes that do not decode."
+
+
+class OriginTimeout(OriginFailure):
+    status = 504
+    code = "origin_timeout"
+    default_message = "The origin did not answer within origin_timeout."

@@ -1,0 +1,44 @@
+"""Structured logs: one JSON object a line on stderr."""
+
+import json
+import logging
+import sys
+import time
+
+logger = logging.getLogger("shield")
+_faults_seen = set()
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record):
+        out = {"ts": round(record.created, 3), "level": record.levelname.lower(), "event": record.getMessage()}
+        out.update(getattr(record, "fields", {}))
+        if record.exc_info:
+            out["exception"] = self.formatException(record.exc_info)
+        return json.dumps(out, default=str, separators=(",", ":"))
+
+
+def configure(level="info"):
+    if not any(isinstance(h.formatter, JsonFormatter) for h in logger.handlers):
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(JsonFormatter())
+        logger.addHandler(handler)
+    logger.setLevel(level.upper())
+    logger.propagate = False
+
+
+def event(name, level=logging.INFO, **fields):
+    if logger.isEnabledFor(level):
+        logger.log(level, name, extra={"fields": fields})
+
+
+def fault_once(name, **fields):
+    """Log a fault the first time it happens in this process; repeats are counted, not logged."""
+    if name in _faults_seen:
+        return
+    _faults_seen.add(name)
+    event(name, logging.WARNING, first_seen=time.time(), **fields)
+
+
+def reset_faults():
+    _faults_seen.clear()

@@ -1,0 +1,130 @@
+"""URL parameters -> one normalised, hashable Transform (no I/O)."""
+
+import re
+from dataclasses import dataclass
+
+from .errors import InvalidParam
+
+FITS = ("cover", "contain", "fill", "inside", "face", "auto")
+FORMATS = ("auto", "avif", "webp", "jpeg", "png")
+SMART_FITS = ("face", "auto")
+# Parameters that change the image; anything else in the query is ignored.
+KNOWN = ("w", "h", "dpr", "fit", "q", "fmt", "blur", "lqip", "bx", "by")
+
+_INT = re.compile(r"^[0-9]{1,6}$")
+_NUMBER = re.compile(r"^[0-9]{1,2}(\.[0-9]{1,4})?$")
+
+
+@dataclass(frozen=True)
+class Transform:
+    """What a URL asks for, after dpr, clamping and normalisation.
+
+    Two URLs that must give the same image give equal Transforms: that is what
+    makes the cache key canonical.
+    """
+
+    w: int | None = None
+    h: int | None = None
+    fit: str = "cover"
+    q: int | None = None
+    fmt: str = "auto"
+    blur: bool = False
+    lqip: bool = False
+    bx: int = 4
+    by: int = 3
+
+    @property
+    def resizes(self):
+        return self.w is not None or self.h is not None
+
+    @property
+    def is_passthrough_candidate(self):
+        """No parameter asks for new pixels: the original may be sent as it is."""
+        return not (self.resizes or self.blur or self.lqip) and self.fmt == "auto" and self.q is None
+
+    @property
+    def smart(self):
+        return self.fit in SMART_FITS and self.w is not None and self.h is not None
+
+    def canonical(self):
+        """A stable string of the values that matter, used in cache keys."""
+        if self.blur:
+            return f"blur:{self.w or ''}x{self.h or ''}:{self.fit}:{self.bx}x{self.by}"
+        kind = "lqip" if self.lqip else "img"
+        return f"{kind}:{self.w or ''}x{self.h or ''}:{self.fit}:q{self.q or ''}:{self.fmt}"
+
+
+def _int_param(args, name, lo, hi=None):
+    raw = args.get(name)
+    if raw is None:
+        return None
+    if not _INT.match(raw):
+        raise InvalidParam(name, f"expected a whole number >= {lo}, got {raw[:40]!r}")
+    value = int(raw)
+    if value < lo or (hi is not None and value > hi):
+        bound = f"from {lo} to {hi}" if hi is not None else f">= {lo}"
+        raise InvalidParam(name, f"must be {bound}, got {value}")
+    return value
+
+
+def _bool_param(args, name):
+    raw = args.get(name)
+    if raw is None:
+        return False
+    if raw in ("true", "1"):
+        return True
+    if raw in ("false", "0"):
+        return False
+    raise InvalidParam(name, f"expected true or false, got {raw[:40]!r}")
+
+
+def _choice_param(args, name, choices, default):
+    raw = args.get(name)
+    if raw is None:
+        return default
+    if raw not in choices:
+        raise InvalidParam(name, f"expected one of {', '.join(choices)}, got {raw[:40]!r}")
+    return raw
+
+
+def parse(args, quality=80, max_width=8192, max_height=8192):
+    """Parse a query mapping (first value of each name) into a Transform.
+
+    Every wrong value raises InvalidParam naming the parameter. `w`/`h` are
+    multiplied by `dpr`, rounded, then clamped to the project's maxima.
+    """
+    w = _int_param(args, "w", 1)
+    h = _int_param(args, "h", 1)
+    dpr = 1.0
+    raw_dpr = args.get("dpr")
+    if raw_dpr is not None:
+        if not _NUMBER.match(raw_dpr):
+            raise InvalidParam("dpr", f"expected a number from 1 to 4, got {raw_dpr[:40]!r}")
+        dpr = float(raw_dpr)
+        if not 1 <= dpr <= 4:
+            raise InvalidParam("dpr", f"must be from 1 to 4, got {raw_dpr}")
+    fit = _choice_param(args, "fit", FITS, "cover")
+    q = _int_param(args, "q", 1, 100)
+    fmt = _choice_param(args, "fmt", FORMATS, "auto")
+    blur = _bool_param(args, "blur")
+    lqip = _bool_param(args, "lqip")
+    bx = _int_param(args, "bx", 1, 9) or 4
+    by = _int_param(args, "by", 1, 9) or 3
+    if blur and lqip:
+        raise InvalidParam("blur", "blur and lqip cannot be asked for together")
+
+    if w is not None:
+        w = min(max(1, round(w * dpr)), max_width)
+    if h is not None:
+        h = min(max(1, round(h * dpr)), max_height)
+    if w is None or h is None:
+        # With one side or none the box has the source's aspect ratio: every fit
+        # but fill gives the same image, so they share one cache entry.
+        fit = "fill" if fit == "fill" and (w or h) else "inside"
+    if q is None or q == quality:
+        # The project's default quality and an explicit equal q are one variant.
+        q = None if (w is None and h is None and fmt == "auto" and not lqip) else quality
+    if blur:
+        q, fmt = None, "auto"
+    return Transform(w=w, h=h, fit=fit, q=q, fmt=fmt, blur=blur, lqip=lqip,
+                     bx=bx if blur else 4, by=by if blur else 3)

@@ -1,0 +1,37 @@
+"""The transform pool: image work on real OS threads, off the event loop.
+
+Under gevent's monkey-patching threading.Thread and ThreadPoolExecutor make
+greenlets, which would run ImageMagick on the event loop and stall every hit.
+gevent's ThreadPool runs on OS threads; Wand's ctypes calls release the GIL.
+The queue in front is bounded: beyond it a miss gets 503 with Retry-After
+rather than waiting in ever-growing memory.
+"""
+
+import os
+
+from .errors import Overloaded
+
+
+class TransformPool:
+    def __init__(self, threads, queue_limit):
+        self.threads = threads
+        self.queue_limit = queue_limit
+        self.pending = 0
+        self._pool = None
+        self._pid = None
+
+    def _get(self):
+        if self._pid != os.getpid():
+            from gevent.threadpool import ThreadPool
+
+            self._pool, self._pid = ThreadPool(self.threads), os.getpid()
+        return self._pool
+
+    def run(self, fn, *args):
+        if self.pending >= self.threads + self.queue_limit:
+            raise Overloaded(retry_after=1)
+        self.pending += 1
+        try:
+            return self._get().apply(fn, args)
+        finally:
+            self.pending -= 1

@@ -1,0 +1,97 @@
+"""Request counters in minute buckets, summed across workers and kept across restarts.
+
+Each worker adds to an in-memory buffer and writes it to `stats.db` (SQLite,
+next to the cache) at most twice a second, so counting costs a request no I/O.
+"""
+
+import os
+import sqlite3
+import threading
+import time
+from collections import defaultdict
+
+from . import logs
+
+FLUSH_INTERVAL = 0.5
+COUNTERS = ("requests", "hits", "misses", "stale", "bypass", "not_modified", "errors",
+            "bytes_served", "origin_fetches", "transforms", "purged")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS counters (
+    minute INTEGER NOT NULL, project TEXT NOT NULL, name TEXT NOT NULL, value INTEGER NOT NULL,
+    PRIMARY KEY (minute, project, name)) WITHOUT ROWID;
+"""
+
+
+class Stats:
+    def __init__(self, cache_dir):
+        self.path = os.path.join(cache_dir, "stats.db")
+        self._buffer = defaultdict(int)
+        self._last_flush = time.monotonic()
+        self._db = None
+        self._pid = None
+        self._lock = threading.Lock()
+
+    def _conn(self):
+        if self._pid != os.getpid():
+            self._db, self._pid = None, os.getpid()
+            try:
+                os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
+                db = sqlite3.connect(self.path, timeout=5, isolation_level=None, check_same_thread=False)
+                db.execute("PRAGMA journal_mode=WAL")
+                db.execute("PRAGMA synchronous=NORMAL")
+                db.executescript(_SCHEMA)
+                self._db = db
+            except (OSError, sqlite3.Error) as exc:
+                logs.fault_once("stats_unavailable", path=self.path, error=str(exc))
+        return self._db
+
+    def incr(self, project, name, value=1):
+        self._buffer[(int(time.time() // 60), project or "", name)] += value
+
+    def maybe_flush(self):
+        if time.monotonic() - self._last_flush >= FLUSH_INTERVAL:
+            self.flush()
+
+    def flush(self):
+        with self._lock:
+            self._last_flush = time.monotonic()
+            if not self._buffer:
+                return
+            pending, self._buffer = self._buffer, defaultdict(int)
+            db = self._conn()
+            if db is None:
+                return
+            try:
+                db.execute("BEGIN IMMEDIATE")
+                db.executemany(
+                    "INSERT INTO counters (minute, project, name, value) VALUES (?, ?, ?, ?)"
+                    " ON CONFLICT (minute, project, name) DO UPDATE SET value = value + excluded.value",
+                    [(m, p, n, v) for (m, p, n), v in pending.items()])
+                db.execute("COMMIT")
+            except sqlite3.Error as exc:
+                try:
+                    db.execute("ROLLBACK")
+                except sqlite3.Error:
+                    pass
+                for key, value in pending.items():  # keep them for the next flush
+                    self._buffer[key] += value
+                logs.fault_once("stats_flush_failed", error=str(exc))
+
+    def query(self, project=None, start=None, end=None):
+        """Totals over [start, end) (Unix seconds), for one project or all."""
+        self.flush()
+        totals = {name: 0 for name in COUNTERS}
+        db = self._conn()
+        if db is not None:
+            sql = "SELECT name, sum(value) FROM counters WHERE minute >= ? AND minute <= ?"
+            args = [int(start // 60) if start is not None else 0,
+                    int(end // 60) if end is not None else 2**62]
+            if project is not None:
+                sql += " AND project = ?"
+                args.append(project)
+            for name, value in db.execute(sql + " GROUP BY name", args):
+                totals[name] = int(value)
+        served = totals["hits"] + totals["misses"] + totals["stale"]
+        totals["hit_ratio"] = round((totals["hits"] + totals["stale"]) / served, 4) if served else 0.0
+        return totals

@@ -1,0 +1,362 @@
+"""The disk cache: originals, variants and the index that finds them by tag or path.
+
+The only module that touches diskcache. One diskcache (values, bounded by
+cache_max_bytes) plus one SQLite index (`index.db`: which variant belongs to
+which file and carries which tags). Both are shared by every worker process
+on the machine and survive restarts.
+
+Every cache fault (a full or unwritable disk, a missing or damaged entry, a
+locked database) is a miss, never an error: the request is served straight
+from the origin and the fault is logged once.
+"""
+
+import json
+import os
+import sqlite3
+import struct
+import threading
+import time
+from dataclasses import dataclass
+
+import diskcache
+
+from . import logs
+
+ENTRY_MAGIC = b"SHV1"
+_HEADER = struct.Struct(">4sI")
+# Reads do not write: access times are refreshed at most this often per entry,
+# which keeps "least recently used goes first" to within a minute.
+TOUCH_INTERVAL = 60.0
+PURGE_CHUNK = 500
+RETRY_OPEN_AFTER = 5.0
+
+
+def _real_thread_local():
+    """threading.local of the OS thread, even under gevent's monkey-patching.
+
+    diskcache keeps its SQLite connection in a threading.local; patched, that
+    is greenlet-local and every concurrent request would open its own
+    connection (three file descriptors and a dozen PRAGMAs each). SQLite calls
+    never yield to gevent, so the greenlets of one thread can share one.
+    """
+    try:
+        from gevent import monkey
+
+        return monkey.get_original("threading", "local")()
+    except (ImportError, AttributeError):  # pragma: no cover
+        return threading.local()
+
+
+class _Cache(diskcache.Cache):
+    """diskcache with a read path that takes no write lock.
+
+    Cache.get under the least-recently-used policy opens a write transaction
+    on every read to bump access_time; with several workers every hit would
+    queue on SQLite's single writer. `read` selects without a transaction and
+    refreshes access_time only when it is older than TOUCH_INTERVAL.
+    """
+
+    def read(self, key):
+        db_key, raw = self._disk.put(key)
+        now = time.time()
+        rows = self._sql(
+            "SELECT rowid, access_time, mode, filename, value FROM Cache"
+            " WHERE key = ? AND raw = ? AND (expire_time IS NULL OR expire_time > ?)",
+            (db_key, raw, now),
+        ).fetchall()
+        if not rows:
+            return None
+        ((rowid, access_time, mode, filename, value),) = rows
+        try:
+            found = self._disk.fetch(mode, filename, value, True)
+        except OSError:
+            return None
+        if now - (access_time or 0) > TOUCH_INTERVAL:
+            try:
+                self._sql("UPDATE Cache SET access_time = ? WHERE rowid = ?", (now, rowid))
+            except sqlite3.OperationalError:
+                pass  # another writer is busy; the next read will touch it
+        return found
+
+
+@dataclass
+class Entry:
+    """A stored variant: its header fields and its body (bytes or an open file)."""
+
+    header: dict
+    body: object        # bytes, or a file positioned at the body's first byte
+    size: int
+
+    def read_body(self):
+        if isinstance(self.body, bytes):
+            return self.body
+        try:
+            return self.body.read()
+        finally:
+            self.body.close()
+
+    def close(self):
+        if not isinstance(self.body, bytes):
+            self.body.close()
+
+
+def pack_entry(header, body):
+    blob = json.dumps(header, separators=(",", ":")).encode()
+    return _HEADER.pack(ENTRY_MAGIC, len(blob)) + blob + body
+
+
+def _unpack_entry(found):
+    """Entry from what diskcache returned, or None if it is damaged."""
+    if isinstance(found, bytes):
+        if found[:4] != ENTRY_MAGIC or len(found) < _HEADER.size:
+            return None
+        _magic, hlen = _HEADER.unpack_from(found)
+        start = _HEADER.size + hlen
+        header = json.loads(found[_HEADER.size:start])
+        body = found[start:]
+        if len(body) != header.get("size"):
+            return None
+        return Entry(header, body, len(body))
+    fh = found
+    try:
+        head = fh.read(_HEADER.size)
+        if len(head) != _HEADER.size or head[:4] != ENTRY_MAGIC:
+            fh.close()
+            return None
+        _magic, hlen = _HEADER.unpack(head)
+        header = json.loads(fh.read(hlen))
+        size = os.fstat(fh.fileno()).st_size - _HEADER.size - hlen
+        if size != header.get("size"):
+            fh.close()
+            return None
+        return Entry(header, fh, size)
+    except (OSError, ValueError):
+        fh.close()
+        return None
+
+
+_INDEX_SCHEMA = """
+CREATE TABLE IF NOT EXISTS variants (
+    key TEXT PRIMARY KEY, project TEXT NOT NULL, path TEXT NOT NULL, created REAL NOT NULL);
+CREATE INDEX IF NOT EXISTS variants_file ON variants (project, path);
+CREATE TABLE IF NOT EXISTS variant_tags (
+    tag TEXT NOT NULL, key TEXT NOT NULL, PRIMARY KEY (tag, key)) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS variant_tags_key ON variant_tags (key);
+CREATE TABLE IF NOT EXISTS files (
+    project TEXT NOT NULL, path TEXT NOT NULL, PRIMARY KEY (project, path)) WITHOUT ROWID;
+"""
+
+
+class Store:
+    def __init__(self, cache_dir, max_bytes):
+        self.cache_dir = cache_dir
+        self.max_bytes = max_bytes
+        self._cache = None
+        self._index = None
+        self._pid = None
+        self._failed_at = None
+        self._local = _real_thread_local()
+
+    # -- opening (lazily, once per process: workers fork after the app is built)
+
+    def _open(self):
+        if self._pid == os.getpid() and self._cache is not None:
+            return self._cache
+        if self._failed_at is not None and time.monotonic() - self._failed_at < RETRY_OPEN_AFTER:
+            return None
+        try:
+            cache = _Cache(
+                self.cache_dir,
+                size_limit=self.max_bytes,
+                eviction_policy="least-recently-used",
+                timeout=5,
+                cull_limit=32,
+            )
+            cache._local = self._local
+            index = sqlite3.connect(os.path.join(self.cache_dir, "index.db"), timeout=5,
+                                    isolation_level=None, check_same_thread=False)
+            index.execute("PRAGMA journal_mode=WAL")
+            index.execute("PRAGMA synchronous=NORMAL")
+            index.executescript(_INDEX_SCHEMA)
+        except (OSError, sqlite3.Error, diskcache.Timeout) as exc:
+            self._failed_at = time.monotonic()
+            logs.fault_once("cache_unavailable", cache_dir=self.cache_dir, error=str(exc))
+            return None
+        self._cache, self._index, self._pid, self._failed_at = cache, index, os.getpid(), None
+        return cache
+
+    @property
+    def available(self):
+        return self._open() is not None
+
+    def _guard(self, what, default, fn, *args):
+        cache = self._open()
+        if cache is None:
+            return default
+        try:
+            return fn(cache, *args)
+        except (OSError, sqlite3.Error, diskcache.Timeout, ValueError, EOFError) as exc:
+            logs.fault_once(f"cache_{what}_failed", cache_dir=self.cache_dir, error=str(exc))
+            return default
+
+    # -- plain values (original metadata, originals, small records)
+
+    def get(self, key):
+        def run(cache, key):
+            found = cache.read(key)
+            if found is None or isinstance(found, (bytes, str, int, float, dict, list)):
+                return found
+            try:  # a large value: diskcache handed back its file
+                return found.read()
+            finally:
+                found.close()
+
+        return self._guard("read", None, run, key)
+
+    def set(self, key, value):
+        return self._guard("write", False, lambda cache: cache.set(key, value) or True)
+
+    def delete(self, key):
+        return self._guard("delete", False, lambda cache: cache.delete(key))
+
+    def record_file(self, project, path):
+        def run(cache):
+            self._index.execute("INSERT OR IGNORE INTO files (project, path) VALUES (?, ?)", (project, path))
+            return True
+
+        return self._guard("index", False, run)
+
+    # -- variants
+
+    def get_variant(self, key):
+        def run(cache):
+            found = cache.read(key)
+            if found is None:
+                return None
+            entry = _unpack_entry(found)
+            if entry is None:
+                logs.fault_once("cache_entry_damaged", key=key[:200])
+                cache.delete(key)
+            return entry
+
+        return self._guard("read", None, run)
+
+    def put_variant(self, key, header, body, project, path, tags):
+        """Store a variant, index first: a dangling index row is harmless, an unindexed variant is not."""
+
+        def run(cache):
+            now = time.time()
+            with_header = dict(header, size=len(body))
+            self._index.execute("BEGIN IMMEDIATE")
+            try:
+                self._index.execute(
+                    "INSERT OR REPLACE INTO variants (key, project, path, created) VALUES (?, ?, ?, ?)",
+                    (key, project, path, now))
+                self._index.executemany(
+                    "INSERT OR IGNORE INTO variant_tags (tag, key) VALUES (?, ?)", [(t, key) for t in tags])
+                self._index.execute("COMMIT")
+            except BaseException:
+                self._index.execute("ROLLBACK")
+                raise
+            return bool(cache.set(key, pack_entry(with_header, body)))
+
+        return self._guard("write", False, run)
+
+    # -- purging
+
+    def _delete_keys(self, cache, keys):
+        removed = 0
+        for start in range(0, len(keys), PURGE_CHUNK):
+            chunk = keys[start:start + PURGE_CHUNK]
+            # One short write transaction per chunk: hits read without locks,
+            # and other writers wait at most one chunk.
+            with cache.transact():
+                for key in chunk:
+                    removed += bool(cache.delete(key))
+            marks = ",".join("?" * len(chunk))
+            self._index.execute("BEGIN IMMEDIATE")
+            self._index.execute(f"DELETE FROM variants WHERE key IN ({marks})", chunk)
+            self._index.execute(f"DELETE FROM variant_tags WHERE key IN ({marks})", chunk)
+            self._index.execute("COMMIT")
+        return removed
+
+    def _forget_files(self, cache, files):
+        """Drop the stored originals of these files, so the next request asks the origin."""
+        for project, path in files:
+            meta_key = meta_key_of(project, path)
+            meta = cache.get(meta_key)
+            cache.delete(meta_key)
+            if isinstance(meta, dict) and meta.get("version"):
+                cache.delete(original_key_of(project, path, meta["version"]))
+            self._index.execute("DELETE FROM files WHERE project = ? AND path = ?", (project, path))
+
+    def _purge(self, variant_sql, file_sql, params):
+        def run(cache):
+            rows = self._index.execute(variant_sql, params).fetchall()
+            keys = [r[0] for r in rows]
+            files = {(r[1], r[2]) for r in rows}
+            if file_sql:
+                files |= set(self._index.execute(file_sql, params).fetchall())
+            removed = self._delete_keys(cache, keys)
+            self._forget_files(cache, files)
+            return removed
+
+        return self._guard("purge", 0, run)
+
+    def purge_tag(self, tag):
+        return self._purge(
+            "SELECT v.key, v.project, v.path FROM variant_tags t JOIN variants v ON v.key = t.key"
+            " WHERE t.tag = ?", None, (tag,))
+
+    def purge_file(self, project, path):
+        """Every variant of one file (all sizes and formats), and its stored original."""
+        return self._purge(
+            "SELECT key, project, path FROM variants WHERE project = ? AND path = ?",
+            "SELECT project, path FROM files WHERE project = ? AND path = ?", (project, path))
+
+    def purge_prefix(self, project, prefix):
+        hi = prefix + "\U0010ffff"
+        return self._purge(
+            "SELECT key, project, path FROM variants WHERE project = ? AND path >= ? AND path < ?",
+            "SELECT project, path FROM files WHERE project = ? AND path >= ? AND path < ?",
+            (project, prefix, hi))
+
+    def purge_project(self, project):
+        return self._purge(
+            "SELECT key, project, path FROM variants WHERE project = ?",
+            "SELECT project, path FROM files WHERE project = ?", (project,))
+
+    def drop_variants_of(self, project, path, except_version):
+        """A changed original makes the variants of its old bytes garbage: delete them now."""
+        marker = f"|{except_version}|" if except_version else None
+
+        def run(cache):
+            keys = [k for (k,) in self._index.execute(
+                "SELECT key FROM variants WHERE project = ? AND path = ?", (project, path))
+                if marker is None or marker not in k]
+            return self._delete_keys(cache, keys)
+
+        return self._guard("purge", 0, run)
+
+    def count_variants(self, project=None):
+        def run(cache):
+            if project is None:
+                return self._index.execute("SELECT count(*) FROM variants").fetchone()[0]
+            return self._index.execute("SELECT count(*) FROM variants WHERE project = ?", (project,)).fetchone()[0]
+
+        return self._guard("index", 0, run)
+
+    def volume(self):
+        return self._guard("read", 0, lambda cache: cache.volume())
+
+
+def meta_key_of(project, path):
+    return f"m|{project}|{path}"
+
+
+def original_key_of(project, path, version):
+    return f"o|{project}|{path}|{version}"
+
+
+def variant_key_of(project, path, version, canonical, klass):
+    return f"v|{project}|{path}|{version}|{canonical}|{klass}"

@@ -1,0 +1,121 @@
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+import requests
+
+from shield import logs
+from shield.web import create_app
+from tests.origin_server import OriginServer
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture(autouse=True)
+def _fresh_fault_log():
+    logs.reset_faults()
+    yield
+
+
+@pytest.fixture
+def origin():
+    with OriginServer() as server:
+        yield server
+
+
+@pytest.fixture
+def folder(tmp_path):
+    """A folder origin holding the repository's samples."""
+    root = tmp_path / "images"
+    shutil.copytree(os.path.join(ROOT, "samples"), root)
+    return root
+
+
+@pytest.fixture
+def make_app(tmp_path):
+    """create_app with a temporary cache; `projects` maps names to project tables."""
+
+    def build(projects, **shield):
+        config = {"shield": {"cache_dir": str(tmp_path / "cache"), "origin_retry_interval": 0.3,
+                             "origin_timeout": 3, **shield},
+                  "projects": projects}
+        return create_app(config)
+
+    return build
+
+
+@pytest.fixture
+def app(make_app, folder):
+    return make_app({"demo": {"origin": str(folder) + "/"}})
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Gunicorn:
+    """shield under gunicorn with gevent workers, started from a config file."""
+
+    def __init__(self, config_path, workers=2, env=None):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.env = {**os.environ, "SHIELD_CONFIG": str(config_path), "WEB_CONCURRENCY": str(workers),
+                    "SHIELD_BIND": f"127.0.0.1:{self.port}", **(env or {})}
+        self.proc = None
+
+    def start(self):
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "app:app"],
+            cwd=ROOT, env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        deadline = time.time() + 30
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError("gunicorn exited: " + self.proc.stderr.read().decode()[-2000:])
+            try:
+                if requests.get(self.url + "/health", timeout=1).status_code == 200:
+                    return self
+            except requests.RequestException:
+                time.sleep(0.1)
+        raise RuntimeError("gunicorn did not start")
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        if self.proc and self.proc.stderr:
+            self.proc.stderr.close()
+
+    def worker_pids(self):
+        out = subprocess.run(["pgrep", "-P", str(self.proc.pid)], capture_output=True, text=True)
+        return [int(p) for p in out.stdout.split()]
+
+
+@pytest.fixture
+def gunicorn(tmp_path):
+    started = []
+
+    def start(config_text, workers=2, env=None):
+        path = tmp_path / f"shield-{len(started)}.toml"
+        path.write_text(config_text)
+        server = Gunicorn(path, workers=workers, env=env).start()
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.stop()
