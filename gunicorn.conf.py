@@ -24,3 +24,16 @@ loglevel = "warning"
 
 os.environ.setdefault("SHIELD_TRANSFORM_THREADS", str(max(1, _cores // workers)))
 os.environ.setdefault("MAGICK_THREAD_LIMIT", "1")
+
+# Prometheus multiprocess mode: every worker writes its samples to this folder,
+# and whichever worker answers /metrics adds them all up.
+if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    import tempfile
+
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="shield-metrics-")
+
+
+def child_exit(server, worker):
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)

@@ -1,12 +1,122 @@
-"""The projects in force: those of the configuration file."""
+"""The projects in force: the configuration file's, changed by the admin API.
+
+Projects made, changed or deleted through /v1/projects live in `projects.db`
+(SQLite, in state_dir), over the file's: a change there wins, a deletion
+hides a file project. Every worker re-reads the table when its change
+counter moves, checked at most every REFRESH_INTERVAL, so a change made in
+one worker is seen by all within a second.
+"""
+
+import json
+import os
+import sqlite3
+import threading
+import time
+
+from . import logs
+from .settings import ConfigError, build_project
+
+REFRESH_INTERVAL = 0.5
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS projects (
+    name TEXT PRIMARY KEY, body TEXT, deleted INTEGER NOT NULL DEFAULT 0, updated REAL NOT NULL);
+"""
 
 
 class Registry:
     def __init__(self, settings):
-        self._projects = dict(settings.projects)
+        self._file_projects = dict(settings.projects)
+        self._projects = dict(self._file_projects)
+        self.path = os.path.join(settings.state_dir, "projects.db")
+        self._db = None
+        self._pid = None
+        self._seen_version = None
+        self._checked_at = 0.0
+        self._lock = threading.Lock()
+
+    def _conn(self):
+        if self._pid != os.getpid():
+            self._db, self._pid, self._seen_version = None, os.getpid(), None
+            try:
+                os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
+                db = sqlite3.connect(self.path, timeout=5, isolation_level=None, check_same_thread=False)
+                db.execute("PRAGMA journal_mode=WAL")
+                db.executescript(_SCHEMA)
+                self._db = db
+            except (OSError, sqlite3.Error) as exc:
+                logs.fault_once("projects_db_unavailable", path=self.path, error=str(exc))
+        return self._db
+
+    def _refresh(self, force=False):
+        now = time.monotonic()
+        if not force and now - self._checked_at < REFRESH_INTERVAL:
+            return
+        self._checked_at = now
+        db = self._conn()
+        if db is None:
+            return
+        try:
+            # data_version moves whenever another connection commits to the file.
+            version = db.execute("PRAGMA data_version").fetchone()[0], db.execute(
+                "SELECT count(*), max(updated) FROM projects").fetchone()
+            if version == self._seen_version and not force:
+                return
+            rows = db.execute("SELECT name, body, deleted FROM projects").fetchall()
+        except sqlite3.Error as exc:
+            logs.fault_once("projects_db_read_failed", error=str(exc))
+            return
+        projects = dict(self._file_projects)
+        for name, body, deleted in rows:
+            if deleted:
+                projects.pop(name, None)
+                continue
+            try:
+                projects[name] = build_project(name, json.loads(body), where="api projects")
+            except (ConfigError, ValueError) as exc:
+                logs.fault_once(f"project_invalid_{name}", error=str(exc))
+        self._projects, self._seen_version = projects, version
 
     def get(self, name):
+        self._refresh()
         return self._projects.get(name)
 
     def all(self):
-        return list(self._projects.values())
+        self._refresh()
+        return [self._projects[name] for name in sorted(self._projects)]
+
+    def _write(self, name, body, deleted=False):
+        db = self._conn()
+        if db is None:
+            raise OSError(f"cannot open {self.path}")
+        with self._lock:
+            db.execute(
+                "INSERT INTO projects (name, body, deleted, updated) VALUES (?, ?, ?, ?)"
+                " ON CONFLICT (name) DO UPDATE SET body = excluded.body, deleted = excluded.deleted,"
+                " updated = excluded.updated",
+                (name, json.dumps(body) if body is not None else None, int(deleted), time.time()))
+        self._refresh(force=True)
+
+    def create(self, name, table):
+        project = build_project(name, table, where="projects")
+        if self.get(name) is not None:
+            return None
+        self._write(name, project.settings())
+        return project
+
+    def update(self, name, changes):
+        current = self.get(name)
+        if current is None:
+            return None
+        merged = {**current.settings(), **changes}
+        if "signing_key" in changes and changes["signing_key"] in (["***"], "***"):
+            merged["signing_key"] = current.settings()["signing_key"]
+        project = build_project(name, merged, where="projects")
+        self._write(name, project.settings())
+        return project
+
+    def delete(self, name):
+        if self.get(name) is None:
+            return False
+        self._write(name, None, deleted=True)
+        return True

@@ -164,6 +164,7 @@ class Setting:
 
 SHIELD_SETTINGS = [
     Setting("cache_dir", "var/cache", _str, "Folder of the variant and original cache; survives restarts."),
+    Setting("state_dir", "var/state", _str, "Folder of what must outlive the cache: projects made through the API, stats, purge records."),
     Setting("cache_max_bytes", 2_000_000_000, _int(10_000_000), "Upper bound of the cache; least recently used entries go first."),
     Setting("admin_token", "", _admin_token, "Bearer token of the /v1 admin API (16+ characters). Unset: the admin API answers 401."),
     Setting("admin_bind", "", _address, "Serve /v1 only on this extra host:port (the public port then answers 404 for /v1). Empty: /v1 on the public port."),

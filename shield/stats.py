@@ -10,7 +10,7 @@ import threading
 import time
 from collections import defaultdict
 
-from . import logs
+from . import logs, metrics
 
 FLUSH_INTERVAL = 0.5
 COUNTERS = ("requests", "hits", "misses", "stale", "bypass", "not_modified", "errors",
@@ -48,6 +48,7 @@ class Stats:
 
     def incr(self, project, name, value=1):
         self._buffer[(int(time.time() // 60), project or "", name)] += value
+        metrics.count(name, value)
 
     def maybe_flush(self):
         if time.monotonic() - self._last_flush >= FLUSH_INTERVAL:

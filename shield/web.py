@@ -1,5 +1,6 @@
 """The Flask layer: translates HTTP to the core and back, and nothing more."""
 
+import hmac
 import json
 import logging
 import os
@@ -10,14 +11,16 @@ from flask import Flask, Response, request
 from werkzeug.exceptions import HTTPException
 from werkzeug.wsgi import wrap_file
 
-from . import logs
+from . import logs, metrics
 from . import settings as settings_mod
+from .admin import admin
 from .delivery import Delivery, Request
-from .errors import MethodNotAllowed, NotFound, ShieldError
+from .errors import MethodNotAllowed, NotFound, ShieldError, Unauthorized
 from .flight import Flight
 from .headers import SECURITY_HEADERS
 from .pool import TransformPool
 from .projects import Registry
+from .purge import Purger
 from .stats import Stats
 from .store import Store
 
@@ -30,10 +33,11 @@ class Services:
     def __init__(self, settings):
         self.settings = settings
         self.store = Store(settings.cache_dir, settings.cache_max_bytes)
-        self.stats = Stats(settings.cache_dir)
+        self.stats = Stats(settings.state_dir)
         self.pool = TransformPool(settings.threads, settings.transform_queue)
         self.flight = Flight(os.path.join(settings.cache_dir, "locks"))
         self.projects = Registry(settings)
+        self.purger = Purger(self.store, self.stats, settings.state_dir)
         self.delivery = Delivery(settings, self.store, self.stats, self.pool, self.flight, self.projects)
 
 
@@ -84,9 +88,16 @@ def create_app(config=None):
         body = {"status": "ok" if store_ok else "degraded", "cache": "ok" if store_ok else "unavailable"}
         return body, 200
 
-    @app.get("/v1/stats")
-    def stats():
-        return services.stats.query(project=request.args.get("project"))
+    @app.get("/metrics")
+    def prometheus():
+        if settings.metrics_token:
+            given = request.headers.get("Authorization", "").partition(" ")[2].strip()
+            if not hmac.compare_digest(given.encode(), settings.metrics_token.encode()):
+                raise Unauthorized("Send Authorization: Bearer <metrics_token>.")
+        body, content_type = metrics.exposition(services.store.volume())
+        return Response(body, headers={"Content-Type": content_type, "Cache-Control": "no-store"})
+
+    app.register_blueprint(admin)
 
     @app.route("/<project>/<path:path>", methods=["GET", "HEAD"])
     def image(project, path):
@@ -110,6 +121,7 @@ def create_app(config=None):
             raise
         finally:
             count(services.stats, project, status, x_cache, sent)
+            metrics.observe_request(status, x_cache, time.perf_counter() - started)
             logs.event("request", method=request.method, path=request.path, status=status,
                        cache=x_cache or None, bytes=sent, ms=round((time.perf_counter() - started) * 1000, 2))
 

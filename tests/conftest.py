@@ -40,7 +40,8 @@ def make_app(tmp_path):
     """create_app with a temporary cache; `projects` maps names to project tables."""
 
     def build(projects, **shield):
-        config = {"shield": {"cache_dir": str(tmp_path / "cache"), "origin_retry_interval": 0.3,
+        config = {"shield": {"cache_dir": str(tmp_path / "cache"), "state_dir": str(tmp_path / "state"),
+                             "origin_retry_interval": 0.3,
                              "origin_timeout": 3, **shield},
                   "projects": projects}
         return create_app(config)

@@ -14,6 +14,7 @@ def config(tmp_path, folder, extra=""):
     return f"""
 [shield]
 cache_dir = "{tmp_path}/cache"
+state_dir = "{tmp_path}/state"
 admin_token = "test-admin-token-0123456789"
 served_by_header = true
 {extra}

@@ -1,0 +1,147 @@
+"""The management API under /v1 (contract section 6): purge, stats, projects."""
+
+import hmac
+from datetime import datetime
+
+from flask import Blueprint, current_app, request
+
+from . import purge as purge_mod
+from .errors import BadRequest, Conflict, InvalidParam, NotFound, ShieldError, Unauthorized
+from .settings import ConfigError
+
+DEFAULT_PAGE = 50
+MAX_PAGE = 500
+
+admin = Blueprint("admin", __name__, url_prefix="/v1")
+
+
+def _services():
+    return current_app.extensions["shield"]
+
+
+class AdminDisabled(ShieldError):
+    status = 404
+    code = "not_found"
+    default_message = "The admin API is not served here."
+
+
+@admin.before_request
+def authorise():
+    settings = _services().settings
+    if not settings.admin_enabled:
+        raise AdminDisabled("The admin API is turned off (admin_enabled = false).")
+    if settings.admin_bind and request.host.rsplit(":", 1)[-1] != settings.admin_bind.rsplit(":", 1)[-1]:
+        raise AdminDisabled(f"The admin API is served on {settings.admin_bind} only.")
+    token = settings.admin_token
+    if not token:
+        raise Unauthorized(
+            "The admin API is off until an admin token is set: add admin_token (16+ characters) "
+            "under [shield] in the configuration, or set SHIELD_ADMIN_TOKEN.")
+    scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), token.encode()):
+        raise Unauthorized("Send Authorization: Bearer <admin_token>.")
+
+
+def _json_body():
+    body = request.get_json(silent=True)
+    if body is None:
+        raise BadRequest("The body must be JSON (Content-Type: application/json).")
+    return body
+
+
+@admin.post("/purge")
+def purge():
+    req = purge_mod.parse(_json_body())
+    return _services().purger.run(req)
+
+
+def _time_arg(name):
+    raw = request.args.get(name)
+    if raw is None:
+        return None
+    try:
+        return datetime.fromisoformat(raw.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        raise InvalidParam(name, f"expected an ISO 8601 time such as 2026-11-23T12:00:00Z, got {raw[:40]!r}") from None
+
+
+@admin.get("/stats")
+def stats():
+    project = request.args.get("project")
+    result = _services().stats.query(project=project, start=_time_arg("from"), end=_time_arg("to"))
+    if project:
+        result["project"] = project
+    return result
+
+
+@admin.get("/projects")
+def list_projects():
+    try:
+        limit = int(request.args.get("limit", DEFAULT_PAGE))
+    except ValueError:
+        raise InvalidParam("limit", "expected a whole number") from None
+    if not 1 <= limit <= MAX_PAGE:
+        raise InvalidParam("limit", f"must be from 1 to {MAX_PAGE}")
+    cursor = request.args.get("cursor", "")
+    items = [p for p in _services().projects.all() if p.name > cursor]
+    page = items[:limit]
+    next_cursor = page[-1].name if len(items) > limit else None
+    return {"items": [p.to_dict() for p in page], "next_cursor": next_cursor}
+
+
+@admin.post("/projects")
+def create_project():
+    body = _json_body()
+    if not isinstance(body, dict) or not isinstance(body.get("name"), str):
+        raise BadRequest("The body must be a JSON object with a \"name\".")
+    name = body["name"]
+    table = {k: v for k, v in body.items() if k != "name"}
+    try:
+        project = _services().projects.create(name, table)
+    except ConfigError as exc:
+        raise InvalidParam(_config_field(exc), str(exc).split(": ", 1)[-1]) from None
+    if project is None:
+        raise Conflict(f"A project named {name!r} exists already.")
+    return project.to_dict(), 201
+
+
+def _config_field(exc):
+    """'projects.<name>.<key>: ...' names <key>; 'projects.<name>: ...' is about the name."""
+    where = str(exc).split(":", 1)[0].split(".")
+    return where[2] if len(where) > 2 else "name"
+
+
+def _get_or_404(name):
+    project = _services().projects.get(name)
+    if project is None:
+        raise NotFound(f"No project named {name!r}.")
+    return project
+
+
+@admin.get("/projects/<name>")
+def get_project(name):
+    return _get_or_404(name).to_dict()
+
+
+@admin.patch("/projects/<name>")
+def update_project(name):
+    body = _json_body()
+    if not isinstance(body, dict):
+        raise BadRequest("The body must be a JSON object.")
+    if "name" in body and body["name"] != name:
+        raise BadRequest("name: a project cannot be renamed")
+    _get_or_404(name)
+    try:
+        project = _services().projects.update(name, {k: v for k, v in body.items() if k != "name"})
+    except ConfigError as exc:
+        raise InvalidParam(_config_field(exc), str(exc).split(": ", 1)[-1]) from None
+    if project is None:
+        raise NotFound(f"No project named {name!r}.")
+    return project.to_dict()
+
+
+@admin.delete("/projects/<name>")
+def delete_project(name):
+    if not _services().projects.delete(name):
+        raise NotFound(f"No project named {name!r}.")
+    return {"ok": True}

@@ -1,0 +1,126 @@
+"""Purge requests: validate the selectors, run them against the store, remember the answer.
+
+A purge deletes the variants (and the stored originals of their files) from
+the shared cache before it answers, so no worker can serve them afterwards.
+An `idempotency_key` seen before answers the first result again, from
+`purges.db` in state_dir.
+"""
+
+import json
+import os
+import sqlite3
+import time
+import uuid
+from dataclasses import dataclass
+
+from . import logs
+from .errors import BadRequest
+
+MAX_SELECTORS = 1000
+KEEP_RECORDS = 7 * 86400
+
+
+@dataclass(frozen=True)
+class PurgeRequest:
+    tags: tuple = ()
+    paths: tuple = ()            # (project, path) pairs
+    prefixes: tuple = ()         # (project, path prefix) pairs
+    everything: str | None = None
+    idempotency_key: str | None = None
+
+
+def _str_list(body, name):
+    value = body.get(name, [])
+    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+        raise BadRequest(f"{name}: expected a list of non-empty strings")
+    if len(value) > MAX_SELECTORS:
+        raise BadRequest(f"{name}: at most {MAX_SELECTORS} per call")
+    return value
+
+
+def _split(url_path, name, prefix=False):
+    """'/demo/a/b.jpg' -> ('demo', 'a/b.jpg')."""
+    if not url_path.startswith("/") or url_path.count("/") < 2:
+        raise BadRequest(f"{name}: {url_path!r} is not /<project>/<path>")
+    project, _, path = url_path[1:].partition("/")
+    if not project or (not path and not prefix):
+        raise BadRequest(f"{name}: {url_path!r} is not /<project>/<path>")
+    return project, path
+
+
+def parse(body):
+    """A purge body -> PurgeRequest; BadRequest names what is wrong."""
+    if not isinstance(body, dict):
+        raise BadRequest("The body must be a JSON object.")
+    unknown = set(body) - {"tags", "paths", "prefixes", "project", "everything", "idempotency_key"}
+    if unknown:
+        raise BadRequest(f"{sorted(unknown)[0]}: unknown field")
+    tags = _str_list(body, "tags")
+    paths = [_split(p, "paths") for p in _str_list(body, "paths")]
+    prefixes = [_split(p, "prefixes", prefix=True) for p in _str_list(body, "prefixes")]
+    everything = None
+    if body.get("everything") is not None:
+        if body.get("everything") is not True or not isinstance(body.get("project"), str):
+            raise BadRequest("everything: give \"project\": \"<name>\" with \"everything\": true")
+        everything = body["project"]
+    elif "project" in body:
+        raise BadRequest("project: only used with \"everything\": true")
+    key = body.get("idempotency_key")
+    if key is not None and (not isinstance(key, str) or not 1 <= len(key) <= 200):
+        raise BadRequest("idempotency_key: expected a string of 1-200 characters")
+    if not (tags or paths or prefixes or everything):
+        raise BadRequest("Nothing to purge: give tags, paths, prefixes, or project with everything.")
+    return PurgeRequest(tuple(tags), tuple(paths), tuple(prefixes), everything, key)
+
+
+class Purger:
+    def __init__(self, store, stats, state_dir):
+        self.store = store
+        self.stats = stats
+        self.path = os.path.join(state_dir, "purges.db")
+        self._db = None
+        self._pid = None
+
+    def _conn(self):
+        if self._pid != os.getpid():
+            self._db, self._pid = None, os.getpid()
+            try:
+                os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
+                db = sqlite3.connect(self.path, timeout=5, isolation_level=None, check_same_thread=False)
+                db.execute("PRAGMA journal_mode=WAL")
+                db.execute("CREATE TABLE IF NOT EXISTS purges (key TEXT PRIMARY KEY, result TEXT NOT NULL,"
+                           " created REAL NOT NULL)")
+                self._db = db
+            except (OSError, sqlite3.Error) as exc:
+                logs.fault_once("purges_db_unavailable", error=str(exc))
+        return self._db
+
+    def run(self, req):
+        db = self._conn()
+        if req.idempotency_key and db is not None:
+            row = db.execute("SELECT result FROM purges WHERE key = ?", (req.idempotency_key,)).fetchone()
+            if row:
+                return json.loads(row[0])
+        started = time.perf_counter()
+        purged = 0
+        for tag in req.tags:
+            purged += self.store.purge_tag(tag)
+        for project, path in req.paths:
+            purged += self.store.purge_file(project, path)
+        for project, prefix in req.prefixes:
+            purged += self.store.purge_prefix(project, prefix)
+        if req.everything:
+            purged += self.store.purge_project(req.everything)
+        result = {"purged": purged, "status": "done", "purge_id": uuid.uuid4().hex}
+        if req.idempotency_key and db is not None:
+            now = time.time()
+            db.execute("INSERT OR IGNORE INTO purges (key, result, created) VALUES (?, ?, ?)",
+                       (req.idempotency_key, json.dumps(result), now))
+            db.execute("DELETE FROM purges WHERE created < ?", (now - KEEP_RECORDS,))
+            row = db.execute("SELECT result FROM purges WHERE key = ?", (req.idempotency_key,)).fetchone()
+            result = json.loads(row[0])
+        self.stats.incr(req.everything or "", "purged", purged)
+        logs.event("purge", purge_id=result["purge_id"], purged=purged, tags=list(req.tags),
+                   paths=["/".join(p) for p in req.paths], prefixes=["/".join(p) for p in req.prefixes],
+                   everything=req.everything, ms=round((time.perf_counter() - started) * 1000, 2))
+        return result
