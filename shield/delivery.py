@@ -12,14 +12,15 @@ import secrets
 import time
 from dataclasses import dataclass, field
 
-from . import engine, geometry, negotiate, params, probe, tags
-from .errors import Gone, NotFound, OriginError, OriginFailure, ProjectNotFound
+from . import engine, geometry, logs, negotiate, params, probe, tags
+from .errors import Gone, NotFound, OriginError, OriginFailure, ProjectNotFound, ShieldError
 from .headers import cache_status, etag_matches, image_headers, not_modified_headers, server_timing
-from .origin import make_origin, safe_segments
+from .origin import gevent_patched, make_origin, safe_segments
 from .store import Entry, meta_key_of, original_key_of, variant_key_of
 
 PROCESS_PASSTHROUGH = "passthrough"
 PROCESS_TRANSFORMED = "transformed"
+REFRESH_AHEAD = 0.1  # revalidate in the background in the last tenth of freshness
 
 
 @dataclass
@@ -67,6 +68,7 @@ class Delivery:
         self.projects = projects
         self.guard = guard          # signatures, referers, rate limits (security.Guard)
         self._origins = {}
+        self._refreshing = set()
 
     # -- the request
 
@@ -126,6 +128,7 @@ class Delivery:
         if not isinstance(meta, dict) or "version" not in meta:
             meta = None
         if meta is not None and now < meta["fresh_until"]:
+            self._maybe_refresh_ahead(project, path, meta, now)
             return Original(meta, None, "fresh")
         if meta is not None and now < meta.get("retry_at", 0) and self._may_serve_stale(project, meta, now):
             return Original(meta, None, "stale", fwd_status=meta.get("fwd_status"))
@@ -147,6 +150,39 @@ class Delivery:
                 self.store.set(mkey, meta)
                 return Original(meta, None, "stale", fwd_status=exc.status)
             raise
+
+    def _maybe_refresh_ahead(self, project, path, meta, now):
+        """In the last tenth of an original's freshness, revalidate it in the background.
+
+        Requests keep being answered from the cache meanwhile, so a popular
+        image never waits on its origin when it expires.
+        """
+        lifetime = meta["fresh_until"] - meta.get("validated_at", meta.get("fetched_at", now))
+        if lifetime <= 0 or meta["fresh_until"] - now > lifetime * REFRESH_AHEAD or not gevent_patched():
+            return
+        mkey = meta_key_of(project.name, path)
+        if mkey in self._refreshing:
+            return
+        self._refreshing.add(mkey)
+
+        def refreshed_elsewhere():
+            found = self.store.get(mkey)
+            if isinstance(found, dict) and found.get("fresh_until", 0) > meta["fresh_until"]:
+                return found
+            return None
+
+        def refresh():
+            try:
+                self.flight.once(mkey, make=lambda: self._fetch_original(project, path, meta),
+                                 check=refreshed_elsewhere, timeout=self.settings.origin_timeout)
+            except ShieldError as exc:
+                logs.event("refresh_ahead_failed", project=project.name, path=path, code=exc.code)
+            finally:
+                self._refreshing.discard(mkey)
+
+        import gevent
+
+        gevent.spawn(refresh)
 
     @staticmethod
     def _may_serve_stale(project, meta, now):
@@ -174,7 +210,7 @@ class Delivery:
         ttl = fetched.max_age if fetched.max_age is not None else project.cache_ttl
 
         if fetched.status == 304 and old is not None:
-            meta = dict(old, fresh_until=now + ttl, retry_at=0, fwd_status=None,
+            meta = dict(old, fresh_until=now + ttl, validated_at=now, retry_at=0, fwd_status=None,
                         tags=list(fetched.tags) or old.get("tags", []))
             self.store.set(mkey, meta)
             return Original(meta, None, "revalidated", origin_ms)
@@ -186,6 +222,7 @@ class Delivery:
             "etag": fetched.etag,
             "last_modified": fetched.last_modified,
             "fetched_at": now,
+            "validated_at": now,
             "fresh_until": now + ttl,
             "tags": list(fetched.tags),
             "size": len(body),

@@ -152,7 +152,7 @@ class _PublicAdapter(HTTPAdapter):
         self.poolmanager.pool_classes_by_scheme = {"http": _PublicHTTPPool, "https": _PublicHTTPSPool}
 
 
-def _gevent_patched():
+def gevent_patched():
     try:
         from gevent import monkey
     except ImportError:  # pragma: no cover - gevent is a requirement
@@ -163,7 +163,7 @@ def _gevent_patched():
 @contextlib.contextmanager
 def _total_deadline(seconds):
     """One deadline for connect, headers and body (gevent only: sockets yield to it)."""
-    if not _gevent_patched():
+    if not gevent_patched():
         yield None
         return
     import gevent

@@ -4,6 +4,7 @@ Each worker adds to an in-memory buffer and writes it to `stats.db` (SQLite,
 next to the cache) at most twice a second, so counting costs a request no I/O.
 """
 
+import atexit
 import os
 import sqlite3
 import threading
@@ -31,6 +32,7 @@ class Stats:
         self._db = None
         self._pid = None
         self._lock = threading.Lock()
+        self._flusher_pid = None
 
     def _conn(self):
         if self._pid != os.getpid():
@@ -49,6 +51,27 @@ class Stats:
     def incr(self, project, name, value=1):
         self._buffer[(int(time.time() // 60), project or "", name)] += value
         metrics.count(name, value)
+        if self._flusher_pid != os.getpid():
+            self._start_flusher()
+
+    def _start_flusher(self):
+        """Under gevent, a greenlet writes the buffer out even when the worker goes idle."""
+        self._flusher_pid = os.getpid()
+        atexit.register(self.flush)
+        try:
+            from gevent import monkey
+        except ImportError:  # pragma: no cover
+            return
+        if not monkey.is_module_patched("socket"):
+            return
+        import gevent
+
+        def loop():
+            while True:
+                gevent.sleep(FLUSH_INTERVAL)
+                self.flush()
+
+        gevent.spawn(loop)
 
     def maybe_flush(self):
         if time.monotonic() - self._last_flush >= FLUSH_INTERVAL:
