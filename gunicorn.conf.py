@@ -37,3 +37,15 @@ def child_exit(server, worker):
     from prometheus_client import multiprocess
 
     multiprocess.mark_process_dead(worker.pid)
+
+
+# admin_bind: serve /v1 on a second, private address as well (the app refuses /v1 on
+# the public one).
+try:
+    from shield import settings as _shield_settings
+
+    _admin_bind = _shield_settings.load().admin_bind
+except Exception:  # noqa: BLE001 - a bad configuration is reported by the app itself
+    _admin_bind = ""
+if _admin_bind:
+    bind = [bind, _admin_bind]

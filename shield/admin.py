@@ -1,7 +1,7 @@
 """The management API under /v1 (contract section 6): purge, stats, projects."""
 
 import hmac
-from datetime import datetime
+from datetime import datetime, timezone
 
 from flask import Blueprint, current_app, request
 
@@ -30,16 +30,28 @@ def authorise():
     settings = _services().settings
     if not settings.admin_enabled:
         raise AdminDisabled("The admin API is turned off (admin_enabled = false).")
-    if settings.admin_bind and request.host.rsplit(":", 1)[-1] != settings.admin_bind.rsplit(":", 1)[-1]:
+    if settings.admin_bind and _local_port() != settings.admin_bind.rsplit(":", 1)[-1]:
         raise AdminDisabled(f"The admin API is served on {settings.admin_bind} only.")
     token = settings.admin_token
     if not token:
         raise Unauthorized(
             "The admin API is off until an admin token is set: add admin_token (16+ characters) "
-            "under [shield] in the configuration, or set SHIELD_ADMIN_TOKEN.")
+            "under [shield] in the configuration, or set SHIELD_ADMIN_TOKEN."
+        )
     scheme, _, given = request.headers.get("Authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), token.encode()):
         raise Unauthorized("Send Authorization: Bearer <admin_token>.")
+
+
+def _local_port():
+    """The port this request came in on, from the socket (the Host header is the client's to choose)."""
+    sock = request.environ.get("gunicorn.socket")
+    if sock is not None:
+        try:
+            return str(sock.getsockname()[1])
+        except (OSError, IndexError, TypeError):
+            return ""
+    return str(request.environ.get("SERVER_PORT", ""))
 
 
 def _json_body():
@@ -60,9 +72,13 @@ def _time_arg(name):
     if raw is None:
         return None
     try:
-        return datetime.fromisoformat(raw.replace("Z", "+00:00")).timestamp()
+        when = datetime.fromisoformat(raw.replace("Z", "+00:00"))
     except ValueError:
-        raise InvalidParam(name, f"expected an ISO 8601 time such as 2026-11-23T12:00:00Z, got {raw[:40]!r}") from None
+        raise InvalidParam(
+            name, f"expected an ISO 8601 time such as 2026-11-23T12:00:00Z, got {raw[:40]!r}"
+        ) from None
+    # A time without a zone is UTC, whatever the server's local zone.
+    return (when if when.tzinfo else when.replace(tzinfo=timezone.utc)).timestamp()
 
 
 @admin.get("/stats")
@@ -93,7 +109,7 @@ def list_projects():
 def create_project():
     body = _json_body()
     if not isinstance(body, dict) or not isinstance(body.get("name"), str):
-        raise BadRequest("The body must be a JSON object with a \"name\".")
+        raise BadRequest('The body must be a JSON object with a "name".')
     name = body["name"]
     table = {k: v for k, v in body.items() if k != "name"}
     try:

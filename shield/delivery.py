@@ -8,11 +8,12 @@ here knows about Flask.
 """
 
 import hashlib
+import json
 import secrets
 import time
 from dataclasses import dataclass, field
 
-from . import engine, geometry, logs, negotiate, params, probe, tags
+from . import engine, geometry, logs, negotiate, params, placeholders, probe, smartcrop, tags
 from .errors import Gone, NotFound, OriginError, OriginFailure, ProjectNotFound, ShieldError
 from .headers import cache_status, etag_matches, image_headers, not_modified_headers, server_timing
 from .origin import gevent_patched, make_origin, safe_segments
@@ -20,6 +21,8 @@ from .store import Entry, meta_key_of, original_key_of, variant_key_of
 
 PROCESS_PASSTHROUGH = "passthrough"
 PROCESS_TRANSFORMED = "transformed"
+LQIP_SIDE = 64
+LQIP_QUALITY = 30
 REFRESH_AHEAD = 0.1  # revalidate in the background in the last tenth of freshness
 
 
@@ -39,7 +42,7 @@ class Request:
 class Reply:
     status: int
     headers: dict
-    body: object = b""            # bytes, or an open file to stream
+    body: object = b""  # bytes, or an open file to stream
     x_cache: str = ""
     project: str = ""
     extra: dict = field(default_factory=dict)
@@ -48,8 +51,8 @@ class Reply:
 @dataclass
 class Original:
     meta: dict
-    body: bytes | None            # in memory when just fetched
-    state: str                    # fresh | revalidated | fetched | stale
+    body: bytes | None  # in memory when just fetched
+    state: str  # fresh | revalidated | fetched | stale
     origin_ms: float | None = None
     fwd_status: int | None = None
 
@@ -66,7 +69,7 @@ class Delivery:
         self.pool = pool
         self.flight = flight
         self.projects = projects
-        self.guard = guard          # signatures, referers, rate limits (security.Guard)
+        self.guard = guard  # signatures, referers, rate limits (security.Guard)
         self._origins = {}
         self._refreshing = set()
 
@@ -88,8 +91,13 @@ class Delivery:
             return self._serve_private(project, req, transform, klass, started)
 
         original = self._original(project, req.path)
-        key = variant_key_of(project.name, req.path, original.meta["version"], transform.canonical(),
-                             klass if transform.fmt == "auto" and not transform.blur else "-")
+        key = variant_key_of(
+            project.name,
+            req.path,
+            original.meta["version"],
+            transform.canonical(),
+            klass if transform.fmt == "auto" and not transform.blur else "-",
+        )
         entry = self.store.get_variant(key)
         if entry is not None:
             x_cache = "STALE" if original.state == "stale" else "HIT"
@@ -105,8 +113,9 @@ class Delivery:
         )
         entry, stored, process_ms = made if isinstance(made, tuple) else (made, True, None)
         x_cache = "STALE" if original.state == "stale" else ("MISS" if process_ms is not None else "HIT")
-        return self._reply(req, project, entry, x_cache, started, stored=stored, original=original,
-                           process_ms=process_ms)
+        return self._reply(
+            req, project, entry, x_cache, started, stored=stored, original=original, process_ms=process_ms
+        )
 
     # -- originals
 
@@ -141,12 +150,16 @@ class Delivery:
 
         try:
             return self.flight.once(
-                mkey, make=lambda: self._fetch_original(project, path, meta),
-                check=fresh_in_store, timeout=self.settings.origin_timeout)
+                mkey,
+                make=lambda: self._fetch_original(project, path, meta),
+                check=fresh_in_store,
+                timeout=self.settings.origin_timeout,
+            )
         except OriginFailure as exc:
             if meta is not None and self._may_serve_stale(project, meta, time.time()):
-                meta = dict(meta, retry_at=time.time() + self.settings.origin_retry_interval,
-                            fwd_status=exc.status)
+                meta = dict(
+                    meta, retry_at=time.time() + self.settings.origin_retry_interval, fwd_status=exc.status
+                )
                 self.store.set(mkey, meta)
                 return Original(meta, None, "stale", fwd_status=exc.status)
             raise
@@ -173,8 +186,12 @@ class Delivery:
 
         def refresh():
             try:
-                self.flight.once(mkey, make=lambda: self._fetch_original(project, path, meta),
-                                 check=refreshed_elsewhere, timeout=self.settings.origin_timeout)
+                self.flight.once(
+                    mkey,
+                    make=lambda: self._fetch_original(project, path, meta),
+                    check=refreshed_elsewhere,
+                    timeout=self.settings.origin_timeout,
+                )
             except ShieldError as exc:
                 logs.event("refresh_ahead_failed", project=project.name, path=path, code=exc.code)
             finally:
@@ -194,8 +211,9 @@ class Delivery:
         origin = self.origin_for(project)
         started = time.perf_counter()
         try:
-            fetched = origin.fetch(path, etag=old and old.get("etag"),
-                                   last_modified=old and old.get("last_modified"))
+            fetched = origin.fetch(
+                path, etag=old and old.get("etag"), last_modified=old and old.get("last_modified")
+            )
         except (NotFound, Gone) as exc:
             self.stats.incr(project.name, "origin_fetches")
             if project.negative_ttl:
@@ -210,8 +228,14 @@ class Delivery:
         ttl = fetched.max_age if fetched.max_age is not None else project.cache_ttl
 
         if fetched.status == 304 and old is not None:
-            meta = dict(old, fresh_until=now + ttl, validated_at=now, retry_at=0, fwd_status=None,
-                        tags=list(fetched.tags) or old.get("tags", []))
+            meta = dict(
+                old,
+                fresh_until=now + ttl,
+                validated_at=now,
+                retry_at=0,
+                fwd_status=None,
+                tags=list(fetched.tags) or old.get("tags", []),
+            )
             self.store.set(mkey, meta)
             return Original(meta, None, "revalidated", origin_ms)
 
@@ -226,9 +250,14 @@ class Delivery:
             "fresh_until": now + ttl,
             "tags": list(fetched.tags),
             "size": len(body),
-            "info": {"format": info.format, "width": info.width, "height": info.height,
-                     "orientation": info.orientation, "has_alpha": info.has_alpha,
-                     "animated": info.animated},
+            "info": {
+                "format": info.format,
+                "width": info.width,
+                "height": info.height,
+                "orientation": info.orientation,
+                "has_alpha": info.has_alpha,
+                "animated": info.animated,
+            },
         }
         # The body before the metadata that points at it: a reader never finds one without the other.
         if self.store.set(original_key_of(project.name, path, meta["version"]), body):
@@ -264,34 +293,104 @@ class Delivery:
     def _make_variant(self, project, path, original, transform, klass, key):
         body = self._original_body(project, path, original)
         if original.meta["version"] not in key:
-            key = variant_key_of(project.name, path, original.meta["version"],
-                                 transform.canonical(), key.rsplit("|", 1)[1])
+            key = variant_key_of(
+                project.name, path, original.meta["version"], transform.canonical(), key.rsplit("|", 1)[1]
+            )
         info = probe.SourceInfo(**original.meta["info"])
         started = time.perf_counter()
-        header, out = self._render(project, body, info, transform, klass)
+        header, out = self._render(
+            project, body, info, transform, klass, self._stored_regions(project, path, original, body, info)
+        )
         header["process_ms"] = round((time.perf_counter() - started) * 1000, 2)
         header["origin_ms"] = original.origin_ms
         header["etag"] = _etag(out)
-        header["tags"] = list(tags.variant_tags(project.name, transform.fit if transform.smart else None,
-                                                original.meta.get("tags", ()), project.tags))
+        header["tags"] = list(
+            tags.variant_tags(
+                project.name,
+                transform.fit if transform.smart else None,
+                original.meta.get("tags", ()),
+                project.tags,
+            )
+        )
         header["created"] = time.time()
         stored = self.store.put_variant(key, header, out, project.name, path, header["tags"])
         return Entry(dict(header, size=len(out)), out, len(out)), stored, header["process_ms"]
 
-    def _render(self, project, body, info, transform, klass):
+    def _render(self, project, body, info, transform, klass, regions):
+        """Make the bytes of one variant: (header fields, body).
+
+        `regions(fit)` gives the detected faces or salient region of the
+        original (in upright source pixels), computing them at most once.
+        """
         if transform.is_passthrough_candidate and negotiate.passthrough_ok(info.format, klass):
             width, height = info.oriented_size
-            return ({"content_type": negotiate.CONTENT_TYPES[info.format], "width": width,
-                     "height": height, "process": PROCESS_PASSTHROUGH}, body)
-        fmt = negotiate.output_format(transform.fmt, klass, info.has_alpha, info.animated)
+            header = {"content_type": negotiate.CONTENT_TYPES[info.format], "width": width, "height": height}
+            return dict(header, process=PROCESS_PASSTHROUGH), body
         src_w, src_h = info.oriented_size
-        plan = geometry.plan(src_w, src_h, transform.w, transform.h, transform.fit,
-                             max_pixels=self.settings.max_output_pixels)
-        quality = transform.q or project.quality
-        rendered = self.pool.run(engine.render, body, info, plan, fmt, quality)
+        max_pixels = self.settings.max_output_pixels
+        plan = geometry.plan(src_w, src_h, transform.w, transform.h, transform.fit, max_pixels=max_pixels)
+        focus = self._focus(transform, plan, src_w, src_h, regions) if transform.smart else None
+        if focus is not None:
+            plan = geometry.plan(src_w, src_h, transform.w, transform.h, transform.fit, focus, max_pixels)
+        if transform.blur:
+            rgb = self.pool.run(engine.variant_pixels, body, info, plan)
+            blurhash = placeholders.blurhash_of(rgb, transform.bx, transform.by)
+            out = json.dumps({"blurhash": blurhash, "width": plan.canvas_w, "height": plan.canvas_h}).encode()
+            header = {"content_type": "application/json", "width": plan.canvas_w, "height": plan.canvas_h}
+        else:
+            fmt = negotiate.output_format(transform.fmt, klass, info.has_alpha, info.animated)
+            quality, tiny = transform.q or project.quality, False
+            if transform.lqip:
+                # The same framing, at most LQIP_SIDE px on its long side, heavily compressed.
+                k = min(1.0, LQIP_SIDE / max(plan.canvas_w, plan.canvas_h))
+                box_w, box_h = max(1, round(plan.canvas_w * k)), max(1, round(plan.canvas_h * k))
+                small_fit = transform.fit if transform.w and transform.h else "inside"
+                plan = geometry.plan(src_w, src_h, box_w, box_h, small_fit, focus)
+                fmt = "webp" if fmt == "gif" else fmt
+                quality, tiny = min(quality, LQIP_QUALITY), True
+            rendered = self.pool.run(engine.render, body, info, plan, fmt, quality, tiny)
+            out = rendered.body
+            header = {
+                "content_type": rendered.content_type,
+                "width": rendered.width,
+                "height": rendered.height,
+            }
         self.stats.incr(project.name, "transforms")
-        return ({"content_type": rendered.content_type, "width": rendered.width,
-                 "height": rendered.height, "process": PROCESS_TRANSFORMED}, rendered.body)
+        return dict(header, process=PROCESS_TRANSFORMED, smart_crop=focus is not None), out
+
+    @staticmethod
+    def _focus(transform, plan, src_w, src_h, regions):
+        """The region a face or saliency crop keeps in view, or None to crop centred."""
+        found = regions(transform.fit)
+        if not found:
+            return None
+        if transform.fit == "auto":
+            return tuple(found[0])
+        # The crop window, in source pixels: as many faces as fit in it, most prominent first.
+        window_w = plan.crop_w * src_w / plan.resize_w
+        window_h = plan.crop_h * src_h / plan.resize_h
+        return smartcrop.focus_for_faces([tuple(b) for b in found], window_w, window_h)
+
+    def _detect(self, body, info, fit):
+        """Faces (fit=face) or the salient region (fit=auto), in upright source pixels."""
+        rgb, scale = self.pool.run(engine.analysis_pixels, body, info)
+        if fit == "face":
+            boxes = self.pool.run(smartcrop.faces, rgb)
+        else:
+            boxes = [self.pool.run(smartcrop.salient_region, rgb)]
+        return [[round(v / scale) for v in box] for box in boxes]
+
+    def _stored_regions(self, project, path, original, body, info):
+        """regions(fit) for a cached original: detected once, kept in its metadata for every size."""
+
+        def regions(fit):
+            known = original.meta.setdefault("regions", {})
+            if fit not in known:
+                known[fit] = self._detect(body, info, fit)
+                self.store.set(meta_key_of(project.name, path), original.meta)
+            return known[fit]
+
+        return regions
 
     def _serve_private(self, project, req, transform, klass, started):
         """Private images never enter the shared cache: fetch and transform every time."""
@@ -301,29 +400,49 @@ class Delivery:
         origin_ms = (time.perf_counter() - origin_started) * 1000
         info = self._checked_source(fetched.body)
         process_started = time.perf_counter()
-        header, out = self._render(project, fetched.body, info, transform, klass)
-        header.update(etag=_etag(out), tags=[], origin_ms=origin_ms,
-                      process_ms=(time.perf_counter() - process_started) * 1000)
+        header, out = self._render(
+            project, fetched.body, info, transform, klass, lambda fit: self._detect(fetched.body, info, fit)
+        )
+        header.update(
+            etag=_etag(out),
+            tags=[],
+            origin_ms=origin_ms,
+            process_ms=(time.perf_counter() - process_started) * 1000,
+        )
         entry = Entry(dict(header, size=len(out)), out, len(out))
         return self._reply(req, project, entry, "BYPASS", started, stored=False, private=True)
 
     # -- the reply
 
-    def _reply(self, req, project, entry, x_cache, started, stored, original=None, process_ms=None,
-               private=False):
+    def _reply(
+        self, req, project, entry, x_cache, started, stored, original=None, process_ms=None, private=False
+    ):
         h = entry.header
         cache_ms = (time.perf_counter() - started) * 1000
         if x_cache == "MISS" or (x_cache == "BYPASS"):
-            timing = server_timing(x_cache, cache_ms, origin_ms=h.get("origin_ms") or 0.0,
-                                   process=h.get("process"), process_ms=h.get("process_ms"))
+            timing = server_timing(
+                x_cache,
+                cache_ms,
+                origin_ms=h.get("origin_ms") or 0.0,
+                process=h.get("process"),
+                process_ms=h.get("process_ms"),
+            )
         else:
             timing = server_timing(x_cache, cache_ms)
-        status_value = cache_status(x_cache, stored=stored,
-                                    fwd_status=original.fwd_status if original else None)
+        status_value = cache_status(
+            x_cache, stored=stored, fwd_status=original.fwd_status if original else None
+        )
         headers = image_headers(
-            content_type=h["content_type"], length=entry.size, etag=h["etag"], x_cache=x_cache,
-            cache_status_value=status_value, timing=timing, tags=h.get("tags", ()),
-            private=private, smart_crop=bool(h.get("smart_crop")))
+            content_type=h["content_type"],
+            length=entry.size,
+            etag=h["etag"],
+            x_cache=x_cache,
+            cache_status_value=status_value,
+            timing=timing,
+            tags=h.get("tags", ()),
+            private=private,
+            smart_crop=bool(h.get("smart_crop")),
+        )
         if etag_matches(req.if_none_match, h["etag"]):
             entry.close()
             return Reply(304, not_modified_headers(headers), b"", x_cache, project.name)

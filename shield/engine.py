@@ -8,6 +8,7 @@ coder: that coder drops the alpha channel when writing, has no speed control,
 and decodes to YCbCr with a bogus alpha channel.
 """
 
+import contextlib
 import io
 import os
 import warnings
@@ -30,6 +31,7 @@ from wand.exceptions import (  # noqa: E402
 )
 from wand.image import Image  # noqa: E402
 
+from . import geometry  # noqa: E402
 from .errors import OriginError, SourceTooLarge  # noqa: E402
 from .negotiate import ALPHA_FORMATS, ANIMATED_FORMATS, CONTENT_TYPES  # noqa: E402
 
@@ -41,11 +43,10 @@ warnings.filterwarnings("error", category=CoderWarning)
 PILImage.MAX_IMAGE_PIXELS = None
 
 SRGB_PROFILE_PATHS = ("/usr/share/color/icc/sRGB.icc", "/usr/share/color/icc/colord/sRGB.icc")
-AVIF_SPEED = 8          # libavif 0-10: 8 is ~3x faster than 6 for ~5% more bytes
-WEBP_METHOD = "4"       # libwebp 0-6: 4 is its own default balance
+AVIF_SPEED = 8  # libavif 0-10: 8 is ~3x faster than 6 for ~5% more bytes
+WEBP_METHOD = "4"  # libwebp 0-6: 4 is its own default balance
 RESIZE_FILTER = "lanczos"
-_MAGICK_FORMATS = {"jpeg": "JPEG", "png": "PNG", "gif": "GIF", "webp": "WEBP",
-                   "heic": "HEIC", "tiff": "TIFF"}
+_MAGICK_FORMATS = {"jpeg": "JPEG", "png": "PNG", "gif": "GIF", "webp": "WEBP", "heic": "HEIC", "tiff": "TIFF"}
 
 
 def _load_srgb_profile():
@@ -77,33 +78,37 @@ def render(data, info, plan, out_format, quality, lossy_tiny=False):
     Raises OriginError when the bytes do not decode, SourceTooLarge when
     ImageMagick's resource limits refuse the image.
     """
-    try:
-        with _decode(data, info, plan, animate=out_format in ANIMATED_FORMATS) as img:
-            _normalise(img)
-            _apply_plan(img, plan, keep_alpha=out_format in ALPHA_FORMATS)
-            body = _encode(img, out_format, quality, lossy_tiny)
-            return Rendered(body, out_format, plan.canvas_w, plan.canvas_h)
-    except ResourceLimitError as exc:
-        raise SourceTooLarge(f"The original is too large to process: {_short(exc)}") from None
-    except (WandException, CorruptImageWarning, CoderWarning, OSError, ValueError, SyntaxError) as exc:
-        raise OriginError(f"The original does not decode: {_short(exc)}") from None
+    with _decoding_errors(), _decode(data, info, plan, animate=out_format in ANIMATED_FORMATS) as img:
+        _normalise(img)
+        _apply_plan(img, plan, keep_alpha=out_format in ALPHA_FORMATS)
+        body = _encode(img, out_format, quality, lossy_tiny)
+        return Rendered(body, out_format, plan.canvas_w, plan.canvas_h)
 
 
 def decode_check(data, info):
     """Decode the original fully once, so a damaged one is refused before it is stored."""
-    try:
+    with _decoding_errors():
         if info.format == "avif":
             with PILImage.open(io.BytesIO(data)) as im:
                 im.load()
             return
         with Image() as img:
             if info.format == "jpeg":
-                # A tiny decode still walks every scan: truncation shows at little cost.
+                # A tiny decode still walks every scan: damage shows at little cost.
                 img.options["jpeg:size"] = "64x64"
             img.read(blob=data, format=_MAGICK_FORMATS[info.format])
+
+
+@contextlib.contextmanager
+def _decoding_errors():
+    """ImageMagick's and libavif's failures, as the contract's errors."""
+    try:
+        yield
     except ResourceLimitError as exc:
         raise SourceTooLarge(f"The original is too large to process: {_short(exc)}") from None
-    except (WandException, CorruptImageWarning, CoderWarning, OSError, ValueError, SyntaxError) as exc:
+    except (WandException, CorruptImageWarning, CoderWarning, OSError, ValueError, SyntaxError,
+            RuntimeError, TypeError) as exc:
+        # RuntimeError: libavif; TypeError: a wand left with no image (an empty blob).
         raise OriginError(f"The original does not decode: {_short(exc)}") from None
 
 
@@ -185,8 +190,10 @@ def _apply_plan(img, plan, keep_alpha):
         if keep_alpha:
             img.alpha_channel = "set"
         img.extent(
-            width=plan.canvas_w, height=plan.canvas_h,
-            x=-((plan.canvas_w - plan.crop_w) // 2), y=-((plan.canvas_h - plan.crop_h) // 2),
+            width=plan.canvas_w,
+            height=plan.canvas_h,
+            x=-((plan.canvas_w - plan.crop_w) // 2),
+            y=-((plan.canvas_h - plan.crop_h) // 2),
         )
     # Crops leave the old canvas geometry behind; viewers would offset the image.
     if len(img.sequence) > 1:
@@ -225,6 +232,45 @@ def _encode_with_libavif(img, quality):
     out = io.BytesIO()
     im.save(out, "AVIF", quality=quality, speed=AVIF_SPEED)
     return out.getvalue()
+
+
+def analysis_pixels(data, info, max_side=400):
+    """The upright sRGB image shrunk to at most `max_side` px, as an RGB array, and its scale.
+
+    Face and saliency detection run on this copy, so a 5000 px photo costs
+    little more than a 500 px one (JPEG shrink-on-load does most of the work).
+    """
+    src_w, src_h = info.oriented_size
+    scale = min(1.0, max_side / max(src_w, src_h))
+    small = geometry.plan(src_w, src_h, max(1, round(src_w * scale)), None, "inside")
+    with _decoding_errors(), _decode(data, info, small, animate=False) as img:
+        _normalise(img)
+        img.resize(small.resize_w, small.resize_h, filter="triangle")
+        rgb = _rgb_array(img)
+    return rgb, small.resize_w / src_w
+
+
+def variant_pixels(data, info, plan, max_side=32):
+    """The variant `plan` describes, shrunk to at most `max_side` px, as an RGB array (BlurHash input)."""
+    scale = min(1.0, max_side / max(plan.canvas_w, plan.canvas_h))
+    with _decoding_errors(), _decode(data, info, plan, animate=False) as img:
+        _normalise(img)
+        _apply_plan(img, plan, keep_alpha=False)
+        img.resize(
+            max(1, round(plan.canvas_w * scale)), max(1, round(plan.canvas_h * scale)), filter="triangle"
+        )
+        return _rgb_array(img)
+
+
+def _rgb_array(img):
+    """Pixels as an HxWx3 uint8 array, transparency flattened on white."""
+    import numpy as np
+
+    if img.alpha_channel:
+        img.background_color = Color("white")
+        img.alpha_channel = "remove"
+    raw = img.make_blob("RGB")
+    return np.frombuffer(raw, dtype=np.uint8).reshape(img.height, img.width, 3).copy()
 
 
 def dimensions(body, fmt):

@@ -40,7 +40,7 @@ class Flight:
         self._waiters = {}
         self._fd = None
         self._pid = None
-        self.waited = 0          # followers served by a leader of this process
+        self.waited = 0  # followers served by a leader of this process
 
     def once(self, key, make, check, timeout):
         """`check()` or else `make()`, run by one caller per key at a time.

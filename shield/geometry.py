@@ -11,13 +11,13 @@ from .errors import InvalidParam
 
 @dataclass(frozen=True)
 class Plan:
-    resize_w: int       # the whole upright source is scaled to this...
+    resize_w: int  # the whole upright source is scaled to this...
     resize_h: int
-    crop_x: int         # ...then this box of it is kept (cover/face/auto)...
+    crop_x: int  # ...then this box of it is kept (cover/face/auto)...
     crop_y: int
     crop_w: int
     crop_h: int
-    canvas_w: int       # ...and placed centred on this canvas (contain letterbox).
+    canvas_w: int  # ...and placed centred on this canvas (contain letterbox).
     canvas_h: int
 
     @property

@@ -45,8 +45,9 @@ def etag_matches(if_none_match, etag):
     return False
 
 
-def image_headers(*, content_type, length, etag, x_cache, cache_status_value, timing, tags,
-                  private=False, smart_crop=False):
+def image_headers(
+    *, content_type, length, etag, x_cache, cache_status_value, timing, tags, private=False, smart_crop=False
+):
     headers = {
         "Content-Type": content_type,
         "Content-Length": str(length),

@@ -11,7 +11,11 @@ _faults_seen = set()
 
 class JsonFormatter(logging.Formatter):
     def format(self, record):
-        out = {"ts": round(record.created, 3), "level": record.levelname.lower(), "event": record.getMessage()}
+        out = {
+            "ts": round(record.created, 3),
+            "level": record.levelname.lower(),
+            "event": record.getMessage(),
+        }
         out.update(getattr(record, "fields", {}))
         if record.exc_info:
             out["exception"] = self.formatException(record.exc_info)

@@ -19,10 +19,12 @@ from prometheus_client import (
 MULTIPROCESS = bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 
-REQUESTS = Counter("shield_requests_total", "Image requests answered, by status and cache result.",
-                   ["status", "cache"])
-LATENCY = Histogram("shield_request_seconds", "Image request latency, by cache result.", ["cache"],
-                    buckets=LATENCY_BUCKETS)
+REQUESTS = Counter(
+    "shield_requests_total", "Image requests answered, by status and cache result.", ["status", "cache"]
+)
+LATENCY = Histogram(
+    "shield_request_seconds", "Image request latency, by cache result.", ["cache"], buckets=LATENCY_BUCKETS
+)
 COUNTERS = {
     "bytes_served": Counter("shield_bytes_served_total", "Image bytes sent."),
     "origin_fetches": Counter("shield_origin_fetches_total", "Requests made to origins."),

@@ -23,6 +23,8 @@ from .errors import Gone, NotFound, OriginError, OriginTimeout, SourceTooLarge
 from .tags import origin_tags
 
 MAX_REDIRECTS = 3
+MAX_PATH = 1024     # characters of a file path; longer is no file anybody serves
+MAX_SEGMENT = 255   # bytes of one path segment: the limit of every common filesystem
 USER_AGENT = "shield/1.0 (+image origin shield)"
 _SEGMENT_BAD = re.compile(r"[\x00-\x1f\x7f\\]")
 
@@ -35,17 +37,17 @@ class Fetched:
     body: bytes = b""
     etag: str | None = None
     last_modified: str | None = None
-    max_age: int | None = None      # from Cache-Control; None: the origin said nothing
+    max_age: int | None = None  # from Cache-Control; None: the origin said nothing
     tags: tuple = ()
 
 
 def safe_segments(path):
     """The path's segments, or None when it is empty, absolute or tries to climb out."""
-    if not path or path.startswith("/"):
+    if not path or path.startswith("/") or len(path) > MAX_PATH:
         return None
     segments = path.split("/")
     for seg in segments:
-        if seg in ("", ".", "..") or _SEGMENT_BAD.search(seg):
+        if seg in ("", ".", "..") or _SEGMENT_BAD.search(seg) or len(seg.encode()) > MAX_SEGMENT:
             return None
     return segments
 
@@ -95,7 +97,9 @@ class FolderOrigin:
         if etag == validator:
             return Fetched(304, etag=validator)
         if st.st_size > self.max_bytes:
-            raise SourceTooLarge(f"The original is {st.st_size} bytes, over max_source_bytes ({self.max_bytes}).")
+            raise SourceTooLarge(
+                f"The original is {st.st_size} bytes, over max_source_bytes ({self.max_bytes})."
+            )
         try:
             with open(full, "rb") as fh:
                 body = fh.read(self.max_bytes + 1)
@@ -190,8 +194,9 @@ class HttpOrigin:
         adapter = adapter_cls(pool_connections=4, pool_maxsize=pool_size, max_retries=0)
         self.session.mount("http://", adapter)
         self.session.mount("https://", adapter)
-        self.session.headers.update({"User-Agent": USER_AGENT, "Accept-Encoding": "identity",
-                                     "Accept": "image/*"})
+        self.session.headers.update(
+            {"User-Agent": USER_AGENT, "Accept-Encoding": "identity", "Accept": "image/*"}
+        )
 
     def url_for(self, path):
         segments = safe_segments(path)
@@ -229,8 +234,9 @@ class HttpOrigin:
     def _fetch(self, url, headers, started):
         for _ in range(MAX_REDIRECTS + 1):
             left = max(0.05, self.timeout - (time.monotonic() - started))
-            resp = self.session.get(url, headers=headers, stream=True, allow_redirects=False,
-                                    timeout=(min(left, 5.0), left))
+            resp = self.session.get(
+                url, headers=headers, stream=True, allow_redirects=False, timeout=(min(left, 5.0), left)
+            )
             with resp:
                 if resp.status_code in (301, 302, 303, 307, 308):
                     url = self._same_host_redirect(url, resp.headers.get("Location"))
@@ -244,16 +250,21 @@ class HttpOrigin:
         target = urllib.parse.urljoin(url, location)
         parts = urllib.parse.urlsplit(target)
         if (parts.scheme, parts.netloc) != (self.scheme, self.netloc):
-            raise OriginError("The origin redirected to another host; shield follows redirects only on the origin's own host.")
+            raise OriginError(
+                "The origin redirected to another host; shield follows redirects only on the origin's own host."
+            )
         return target
 
     def _answer(self, resp, started):
         status = resp.status_code
         if status == 304:
-            return Fetched(304, etag=resp.headers.get("ETag"),
-                           last_modified=resp.headers.get("Last-Modified"),
-                           max_age=freshness(resp.headers.get("Cache-Control")),
-                           tags=origin_tags(resp.headers.get("Surrogate-Key"), resp.headers.get("Cache-Tag")))
+            return Fetched(
+                304,
+                etag=resp.headers.get("ETag"),
+                last_modified=resp.headers.get("Last-Modified"),
+                max_age=freshness(resp.headers.get("Cache-Control")),
+                tags=origin_tags(resp.headers.get("Surrogate-Key"), resp.headers.get("Cache-Tag")),
+            )
         if status == 404:
             raise NotFound()
         if status == 410:
@@ -265,7 +276,9 @@ class HttpOrigin:
             if not length.isdigit():
                 raise OriginError("The origin sent a malformed Content-Length.")
             if int(length) > self.max_bytes:
-                raise SourceTooLarge(f"The original is {length} bytes, over max_source_bytes ({self.max_bytes}).")
+                raise SourceTooLarge(
+                    f"The original is {length} bytes, over max_source_bytes ({self.max_bytes})."
+                )
         chunks, total = [], 0
         for chunk in resp.raw.stream(65536, decode_content=False):
             total += len(chunk)
@@ -277,7 +290,8 @@ class HttpOrigin:
         if length is not None and total != int(length):
             raise OriginError(f"The origin's body was cut short ({total} of {length} bytes).")
         return Fetched(
-            200, b"".join(chunks),
+            200,
+            b"".join(chunks),
             etag=resp.headers.get("ETag"),
             last_modified=resp.headers.get("Last-Modified"),
             max_age=freshness(resp.headers.get("Cache-Control")),
@@ -287,6 +301,10 @@ class HttpOrigin:
 
 def make_origin(project, settings):
     if project.is_http:
-        return HttpOrigin(project.origin, settings.max_source_bytes, settings.origin_timeout,
-                          allow_private=project.allow_private_origin)
+        return HttpOrigin(
+            project.origin,
+            settings.max_source_bytes,
+            settings.origin_timeout,
+            allow_private=project.allow_private_origin,
+        )
     return FolderOrigin(project.origin, settings.max_source_bytes)

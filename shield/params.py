@@ -126,5 +126,6 @@ def parse(args, quality=80, max_width=8192, max_height=8192):
         q = None if (w is None and h is None and fmt == "auto" and not lqip) else quality
     if blur:
         q, fmt = None, "auto"
-    return Transform(w=w, h=h, fit=fit, q=q, fmt=fmt, blur=blur, lqip=lqip,
-                     bx=bx if blur else 4, by=by if blur else 3)
+    return Transform(
+        w=w, h=h, fit=fit, q=q, fmt=fmt, blur=blur, lqip=lqip, bx=bx if blur else 4, by=by if blur else 3
+    )

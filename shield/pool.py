@@ -32,6 +32,18 @@ class TransformPool:
             raise Overloaded(retry_after=1)
         self.pending += 1
         try:
-            return self._get().apply(fn, args)
+            ok, value = self._get().apply(_call, (fn, args))
         finally:
             self.pending -= 1
+        if not ok:
+            raise value
+        return value
+
+
+def _call(fn, args):
+    """Run in a pool thread; the outcome travels back as a value, so gevent's hub never
+    reports an expected error (a damaged original) as a crash on stderr."""
+    try:
+        return True, fn(*args)
+    except Exception as exc:  # noqa: BLE001 - re-raised in the calling greenlet
+        return False, exc

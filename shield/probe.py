@@ -12,20 +12,27 @@ from dataclasses import dataclass
 from .errors import SourceTooLarge, UnsupportedSource
 
 HEIF_BRANDS = {
-    b"avif": "avif", b"avis": "avif",
-    b"heic": "heic", b"heix": "heic", b"heim": "heic", b"heis": "heic",
-    b"hevc": "heic", b"hevx": "heic", b"mif1": None, b"msf1": None,
+    b"avif": "avif",
+    b"avis": "avif",
+    b"heic": "heic",
+    b"heix": "heic",
+    b"heim": "heic",
+    b"heis": "heic",
+    b"hevc": "heic",
+    b"hevx": "heic",
+    b"mif1": None,
+    b"msf1": None,
 }
 _SOF_MARKERS = set(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
 
 
 @dataclass(frozen=True)
 class SourceInfo:
-    format: str                 # jpeg, png, gif, webp, avif, heic, tiff
-    width: int                  # as stored, before EXIF orientation
+    format: str  # jpeg, png, gif, webp, avif, heic, tiff
+    width: int  # as stored, before EXIF orientation
     height: int
-    orientation: int = 1        # EXIF orientation 1-8
-    has_alpha: bool = False     # as far as the header tells
+    orientation: int = 1  # EXIF orientation 1-8
+    has_alpha: bool = False  # as far as the header tells
     animated: bool = False
 
     @property
@@ -62,7 +69,7 @@ def _heif_kind(data):
     if size < 16 or size > 4096:
         size = min(len(data), 64)
     major = data[8:12]
-    brands = [major] + [data[i:i + 4] for i in range(16, min(size, len(data)) - 3, 4)]
+    brands = [major] + [data[i : i + 4] for i in range(16, min(size, len(data)) - 3, 4)]
     kinds = [HEIF_BRANDS[b] for b in brands if b in HEIF_BRANDS]
     if not kinds:
         return None
@@ -79,7 +86,7 @@ def probe(data, max_pixels):
         raise UnsupportedSource()
     try:
         info = _READERS[kind](data)
-    except (struct.error, IndexError, ValueError):
+    except (struct.error, IndexError, ValueError, KeyError):
         info = None
     if info is None or info.width <= 0 or info.height <= 0:
         raise UnsupportedSource(f"The original looks like {kind.upper()} but its header is damaged.")
@@ -100,7 +107,7 @@ def _png(data):
     pos = 8
     # Walk the chunks before the image data for tRNS (alpha) and acTL (APNG).
     while pos + 8 <= len(data):
-        length, ctype = struct.unpack(">I4s", data[pos:pos + 8])
+        length, ctype = struct.unpack(">I4s", data[pos : pos + 8])
         if ctype == b"IDAT":
             break
         if ctype == b"tRNS":
@@ -131,7 +138,7 @@ def _gif(data):
             pos += 1
         elif block == 0x2C:
             frames += 1
-            fwidth, fheight = struct.unpack("<HH", data[pos + 5:pos + 9])
+            fwidth, fheight = struct.unpack("<HH", data[pos + 5 : pos + 9])
             # Frames are drawn on the logical screen; a frame larger than it still costs memory.
             width, height = max(width, fwidth), max(height, fheight)
             lflags = data[pos + 9]
@@ -157,8 +164,8 @@ def _jpeg(data):
         if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:
             pos += 2
             continue
-        length = struct.unpack(">H", data[pos + 2:pos + 4])[0]
-        segment = data[pos + 4:pos + 2 + length]
+        length = struct.unpack(">H", data[pos + 2 : pos + 4])[0]
+        segment = data[pos + 4 : pos + 2 + length]
         if marker == 0xE1 and segment[:6] == b"Exif\x00\x00":
             orientation = _exif_orientation(segment[6:]) or orientation
         elif marker in _SOF_MARKERS:
@@ -174,12 +181,12 @@ def _tiff_ifd0(tiff):
     """(endian, entries of IFD0 as {tag: (type, count, value bytes)}) of a TIFF/EXIF block."""
     endian = "<" if tiff[:2] == b"II" else ">"
     offset = struct.unpack(endian + "I", tiff[4:8])[0]
-    count = struct.unpack(endian + "H", tiff[offset:offset + 2])[0]
+    count = struct.unpack(endian + "H", tiff[offset : offset + 2])[0]
     entries = {}
     for i in range(min(count, 512)):
         at = offset + 2 + 12 * i
-        tag, typ, n = struct.unpack(endian + "HHI", tiff[at:at + 8])
-        entries[tag] = (typ, n, tiff[at + 8:at + 12])
+        tag, typ, n = struct.unpack(endian + "HHI", tiff[at : at + 8])
+        entries[tag] = (typ, n, tiff[at + 8 : at + 12])
     return endian, entries
 
 
@@ -207,8 +214,9 @@ def _tiff(data):
     height = _ifd_int(endian, entries[257])
     orientation = _ifd_int(endian, entries[0x0112]) if 0x0112 in entries else 1
     extra = _ifd_int(endian, entries[338]) if 338 in entries else 0
-    return SourceInfo("tiff", width, height, orientation=orientation if 1 <= orientation <= 8 else 1,
-                      has_alpha=bool(extra))
+    return SourceInfo(
+        "tiff", width, height, orientation=orientation if 1 <= orientation <= 8 else 1, has_alpha=bool(extra)
+    )
 
 
 def _webp(data):
@@ -222,14 +230,14 @@ def _webp(data):
         if data[20] != 0x2F:
             return None
         bits = int.from_bytes(data[21:25], "little")
-        return SourceInfo("webp", (bits & 0x3FFF) + 1, ((bits >> 14) & 0x3FFF) + 1,
-                          has_alpha=bool((bits >> 28) & 1))
+        return SourceInfo(
+            "webp", (bits & 0x3FFF) + 1, ((bits >> 14) & 0x3FFF) + 1, has_alpha=bool((bits >> 28) & 1)
+        )
     if chunk == b"VP8X":
         flags = data[20]
         width = int.from_bytes(data[24:27], "little") + 1
         height = int.from_bytes(data[27:30], "little") + 1
-        return SourceInfo("webp", width, height, has_alpha=bool(flags & 0x10),
-                          animated=bool(flags & 0x02))
+        return SourceInfo("webp", width, height, has_alpha=bool(flags & 0x10), animated=bool(flags & 0x02))
     return None
 
 
@@ -241,21 +249,30 @@ def _heif(data):
         pos = data.find(b"ispe", pos)
         if pos < 4:
             break
-        box_size = struct.unpack(">I", data[pos - 4:pos])[0]
+        box_size = struct.unpack(">I", data[pos - 4 : pos])[0]
         if box_size >= 20:
-            width, height = struct.unpack(">II", data[pos + 8:pos + 16])
+            width, height = struct.unpack(">II", data[pos + 8 : pos + 16])
             if best is None or width * height > best[0] * best[1]:
                 best = (width, height)
         pos += 4
     if best is None:
         return None
-    has_alpha = b"urn:mpeg:mpegB:cicp:systems:auxiliary:alpha" in data[:65536] or \
-        b"urn:mpeg:hevc:2015:auxid" in data[:65536]
+    has_alpha = (
+        b"urn:mpeg:mpegB:cicp:systems:auxiliary:alpha" in data[:65536]
+        or b"urn:mpeg:hevc:2015:auxid" in data[:65536]
+    )
     return SourceInfo(kind, best[0], best[1], has_alpha=has_alpha)
 
 
-_READERS = {"png": _png, "gif": _gif, "jpeg": _jpeg, "tiff": _tiff, "webp": _webp,
-            "avif": _heif, "heic": _heif}
+_READERS = {
+    "png": _png,
+    "gif": _gif,
+    "jpeg": _jpeg,
+    "tiff": _tiff,
+    "webp": _webp,
+    "avif": _heif,
+    "heic": _heif,
+}
 
 
 def is_complete(data, kind):
@@ -278,9 +295,9 @@ def is_complete(data, kind):
     if kind in ("avif", "heic"):
         pos = 0
         while pos + 8 <= len(data):
-            size = struct.unpack(">I", data[pos:pos + 4])[0]
+            size = struct.unpack(">I", data[pos : pos + 4])[0]
             if size == 1:
-                size = struct.unpack(">Q", data[pos + 8:pos + 16])[0]
+                size = struct.unpack(">Q", data[pos + 8 : pos + 16])[0]
             elif size == 0:
                 return True
             if size < 8:

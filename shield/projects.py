@@ -58,8 +58,10 @@ class Registry:
             return
         try:
             # data_version moves whenever another connection commits to the file.
-            version = db.execute("PRAGMA data_version").fetchone()[0], db.execute(
-                "SELECT count(*), max(updated) FROM projects").fetchone()
+            version = (
+                db.execute("PRAGMA data_version").fetchone()[0],
+                db.execute("SELECT count(*), max(updated) FROM projects").fetchone(),
+            )
             if version == self._seen_version and not force:
                 return
             rows = db.execute("SELECT name, body, deleted FROM projects").fetchall()
@@ -94,7 +96,8 @@ class Registry:
                 "INSERT INTO projects (name, body, deleted, updated) VALUES (?, ?, ?, ?)"
                 " ON CONFLICT (name) DO UPDATE SET body = excluded.body, deleted = excluded.deleted,"
                 " updated = excluded.updated",
-                (name, json.dumps(body) if body is not None else None, int(deleted), time.time()))
+                (name, json.dumps(body) if body is not None else None, int(deleted), time.time()),
+            )
         self._refresh(force=True)
 
     def create(self, name, table):

@@ -14,7 +14,7 @@ import uuid
 from dataclasses import dataclass
 
 from . import logs
-from .errors import BadRequest
+from .errors import BadRequest, Conflict
 
 MAX_SELECTORS = 1000
 KEEP_RECORDS = 7 * 86400
@@ -23,8 +23,8 @@ KEEP_RECORDS = 7 * 86400
 @dataclass(frozen=True)
 class PurgeRequest:
     tags: tuple = ()
-    paths: tuple = ()            # (project, path) pairs
-    prefixes: tuple = ()         # (project, path prefix) pairs
+    paths: tuple = ()  # (project, path) pairs
+    prefixes: tuple = ()  # (project, path prefix) pairs
     everything: str | None = None
     idempotency_key: str | None = None
 
@@ -40,6 +40,8 @@ def _str_list(body, name):
 
 def _split(url_path, name, prefix=False):
     """'/demo/a/b.jpg' -> ('demo', 'a/b.jpg')."""
+    if "?" in url_path or "#" in url_path:
+        raise BadRequest(f"{name}: {url_path!r} has a query; a purge covers every variant of a file, give its path alone")
     if not url_path.startswith("/") or url_path.count("/") < 2:
         raise BadRequest(f"{name}: {url_path!r} is not /<project>/<path>")
     project, _, path = url_path[1:].partition("/")
@@ -61,10 +63,10 @@ def parse(body):
     everything = None
     if body.get("everything") is not None:
         if body.get("everything") is not True or not isinstance(body.get("project"), str):
-            raise BadRequest("everything: give \"project\": \"<name>\" with \"everything\": true")
+            raise BadRequest('everything: give "project": "<name>" with "everything": true')
         everything = body["project"]
     elif "project" in body:
-        raise BadRequest("project: only used with \"everything\": true")
+        raise BadRequest('project: only used with "everything": true')
     key = body.get("idempotency_key")
     if key is not None and (not isinstance(key, str) or not 1 <= len(key) <= 200):
         raise BadRequest("idempotency_key: expected a string of 1-200 characters")
@@ -88,8 +90,10 @@ class Purger:
                 os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
                 db = sqlite3.connect(self.path, timeout=5, isolation_level=None, check_same_thread=False)
                 db.execute("PRAGMA journal_mode=WAL")
-                db.execute("CREATE TABLE IF NOT EXISTS purges (key TEXT PRIMARY KEY, result TEXT NOT NULL,"
-                           " created REAL NOT NULL)")
+                db.execute(
+                    "CREATE TABLE IF NOT EXISTS purges (key TEXT PRIMARY KEY, request TEXT NOT NULL,"
+                    " result TEXT NOT NULL, created REAL NOT NULL)"
+                )
                 self._db = db
             except (OSError, sqlite3.Error) as exc:
                 logs.fault_once("purges_db_unavailable", error=str(exc))
@@ -97,10 +101,13 @@ class Purger:
 
     def run(self, req):
         db = self._conn()
+        fingerprint = json.dumps([req.tags, req.paths, req.prefixes, req.everything])
         if req.idempotency_key and db is not None:
-            row = db.execute("SELECT result FROM purges WHERE key = ?", (req.idempotency_key,)).fetchone()
+            row = db.execute("SELECT request, result FROM purges WHERE key = ?", (req.idempotency_key,)).fetchone()
             if row:
-                return json.loads(row[0])
+                if row[0] != fingerprint:
+                    raise Conflict("This idempotency_key was used for a different purge; use a new key.")
+                return json.loads(row[1])
         started = time.perf_counter()
         purged = 0
         for tag in req.tags:
@@ -114,13 +121,22 @@ class Purger:
         result = {"purged": purged, "status": "done", "purge_id": uuid.uuid4().hex}
         if req.idempotency_key and db is not None:
             now = time.time()
-            db.execute("INSERT OR IGNORE INTO purges (key, result, created) VALUES (?, ?, ?)",
-                       (req.idempotency_key, json.dumps(result), now))
+            db.execute(
+                "INSERT OR IGNORE INTO purges (key, request, result, created) VALUES (?, ?, ?, ?)",
+                (req.idempotency_key, fingerprint, json.dumps(result), now),
+            )
             db.execute("DELETE FROM purges WHERE created < ?", (now - KEEP_RECORDS,))
             row = db.execute("SELECT result FROM purges WHERE key = ?", (req.idempotency_key,)).fetchone()
             result = json.loads(row[0])
         self.stats.incr(req.everything or "", "purged", purged)
-        logs.event("purge", purge_id=result["purge_id"], purged=purged, tags=list(req.tags),
-                   paths=["/".join(p) for p in req.paths], prefixes=["/".join(p) for p in req.prefixes],
-                   everything=req.everything, ms=round((time.perf_counter() - started) * 1000, 2))
+        logs.event(
+            "purge",
+            purge_id=result["purge_id"],
+            purged=purged,
+            tags=list(req.tags),
+            paths=["/".join(p) for p in req.paths],
+            prefixes=["/".join(p) for p in req.prefixes],
+            everything=req.everything,
+            ms=round((time.perf_counter() - started) * 1000, 2),
+        )
         return result

@@ -4,16 +4,16 @@ The TOML loader, the `SHIELD_*` environment overrides, start-up validation and
 the README's configuration table all come from the declarations below.
 """
 
+import ipaddress
 import os
 import re
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 DEFAULT_CONFIG_PATH = "config/shield.toml"
-RESERVED_NAMES = frozenset(
-    {"api", "admin", "cdn", "health", "metrics", "registry", "static", "test", "v1"}
-)
+RESERVED_NAMES = frozenset({"api", "admin", "cdn", "health", "metrics", "registry", "static", "test", "v1"})
 PROJECT_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 
 
@@ -96,6 +96,19 @@ def _str_list(value):
 _str_list.kind = "list"
 
 
+def _networks(value):
+    value = _str_list(value)
+    for entry in value:
+        try:
+            ipaddress.ip_network(entry, strict=False)
+        except ValueError:
+            raise ValueError(f"{entry!r} is not an IP address or network (CIDR)") from None
+    return value
+
+
+_networks.kind = "list"
+
+
 def _admin_token(value):
     value = _str(value)
     if value and len(value) < 16:
@@ -164,41 +177,122 @@ class Setting:
 
 SHIELD_SETTINGS = [
     Setting("cache_dir", "var/cache", _str, "Folder of the variant and original cache; survives restarts."),
-    Setting("state_dir", "var/state", _str, "Folder of what must outlive the cache: projects made through the API, stats, purge records."),
-    Setting("cache_max_bytes", 2_000_000_000, _int(10_000_000), "Upper bound of the cache; least recently used entries go first."),
-    Setting("admin_token", "", _admin_token, "Bearer token of the /v1 admin API (16+ characters). Unset: the admin API answers 401."),
-    Setting("admin_bind", "", _address, "Serve /v1 only on this extra host:port (the public port then answers 404 for /v1). Empty: /v1 on the public port."),
+    Setting(
+        "state_dir",
+        "var/state",
+        _str,
+        "Folder of what must outlive the cache: projects made through the API, stats, purge records.",
+    ),
+    Setting(
+        "cache_max_bytes",
+        2_000_000_000,
+        _int(10_000_000),
+        "Upper bound of the cache; least recently used entries go first.",
+    ),
+    Setting(
+        "admin_token",
+        "",
+        _admin_token,
+        "Bearer token of the /v1 admin API (16+ characters). Unset: the admin API answers 401.",
+    ),
+    Setting(
+        "admin_bind",
+        "",
+        _address,
+        "Serve /v1 only on this extra host:port (the public port then answers 404 for /v1). Empty: /v1 on the public port.",
+    ),
     Setting("admin_enabled", True, _bool, "false turns the /v1 admin API off entirely."),
     Setting("metrics_token", "", _str, "When set, /metrics needs Authorization: Bearer <metrics_token>."),
-    Setting("max_source_bytes", 26_214_400, _int(1024), "Originals larger than this answer 413 source_too_large."),
-    Setting("max_source_pixels", 50_000_000, _int(1), "Originals with more pixels (read from the header, before decoding) answer 413."),
-    Setting("max_output_pixels", 25_000_000, _int(1), "Largest output (width x height) a URL may ask for; larger answers 400."),
-    Setting("origin_timeout", 10.0, _float(0.05, 300), "Seconds an origin fetch may take in all, headers and body."),
-    Setting("origin_retry_interval", 5.0, _float(0, 3600), "After an origin failure, seconds during which stale copies are served without asking the origin again."),
-    Setting("transform_threads", 0, _int(0, 64), "OS threads per worker doing image work. 0: one per CPU core."),
-    Setting("transform_queue", 64, _int(1, 100_000), "Misses that may wait for a transform thread per worker; beyond, 503 with Retry-After."),
-    Setting("trusted_proxies", [], _str_list, "Addresses of proxies whose X-Forwarded-For is believed."),
+    Setting(
+        "max_source_bytes", 26_214_400, _int(1024), "Originals larger than this answer 413 source_too_large."
+    ),
+    Setting(
+        "max_source_pixels",
+        50_000_000,
+        _int(1),
+        "Originals with more pixels (read from the header, before decoding) answer 413.",
+    ),
+    Setting(
+        "max_output_pixels",
+        25_000_000,
+        _int(1),
+        "Largest output (width x height) a URL may ask for; larger answers 400.",
+    ),
+    Setting(
+        "origin_timeout",
+        10.0,
+        _float(0.05, 300),
+        "Seconds an origin fetch may take in all, headers and body.",
+    ),
+    Setting(
+        "origin_retry_interval",
+        5.0,
+        _float(0, 3600),
+        "After an origin failure, seconds during which stale copies are served without asking the origin again.",
+    ),
+    Setting(
+        "transform_threads", 0, _int(0, 64), "OS threads per worker doing image work. 0: one per CPU core."
+    ),
+    Setting(
+        "transform_queue",
+        64,
+        _int(1, 100_000),
+        "Misses that may wait for a transform thread per worker; beyond, 503 with Retry-After.",
+    ),
+    Setting("trusted_proxies", [], _networks, "Addresses of proxies whose X-Forwarded-For is believed."),
     Setting("log_level", "info", _log_level, "debug, info, warning or error."),
-    Setting("served_by_header", False, _bool, "Add X-Served-By: <host>-<worker pid> to every answer (debugging a fleet)."),
+    Setting(
+        "served_by_header",
+        False,
+        _bool,
+        "Add X-Served-By: <host>-<worker pid> to every answer (debugging a fleet).",
+    ),
 ]
 
 PROJECT_SETTINGS = [
     Setting("origin", None, _origin, "A local folder, or an http(s):// URL prefix, where originals live."),
     Setting("enabled", True, _bool, "false: the project answers 404 project_not_found."),
-    Setting("signing_key", [], _signing_keys, "Secret (or list: the first signs, all verify); when set every URL needs sig."),
+    Setting(
+        "signing_key",
+        [],
+        _signing_keys,
+        "Secret (or list: the first signs, all verify); when set every URL needs sig.",
+    ),
     Setting("private", False, _bool, "Every request needs ?token=; answers are never cached."),
-    Setting("allowed_referers", [], _str_list, "Hosts (and their subdomains) whose pages may embed the images. Empty: any."),
+    Setting(
+        "allowed_referers",
+        [],
+        _str_list,
+        "Hosts (and their subdomains) whose pages may embed the images. Empty: any.",
+    ),
     Setting("require_referer", False, _bool, "With allowed_referers: refuse requests without a Referer too."),
     Setting("quality", 80, _int(1, 100), "Default q."),
     Setting("max_width", 8192, _int(1, 16384), "w is clamped to this."),
     Setting("max_height", 8192, _int(1, 16384), "h is clamped to this."),
-    Setting("cache_ttl", 86400, _int(0), "Seconds an original is fresh when the origin sends no Cache-Control max-age."),
-    Setting("stale_if_error", 86400, _int(0), "Seconds past freshness a stored copy may be served while the origin fails."),
+    Setting(
+        "cache_ttl",
+        86400,
+        _int(0),
+        "Seconds an original is fresh when the origin sends no Cache-Control max-age.",
+    ),
+    Setting(
+        "stale_if_error",
+        86400,
+        _int(0),
+        "Seconds past freshness a stored copy may be served while the origin fails.",
+    ),
     Setting("negative_ttl", 60, _int(0), "Seconds an origin 404/410 is remembered."),
     Setting("rate_limit", 600, _int(0), "Requests per minute per client IP; 0 turns it off."),
-    Setting("rate_limit_miss", 120, _int(0), "Cache misses (transforms) per minute per client IP; 0 turns it off."),
+    Setting(
+        "rate_limit_miss", 120, _int(0), "Cache misses (transforms) per minute per client IP; 0 turns it off."
+    ),
     Setting("project_rate_limit", 0, _int(0), "Requests per minute for the whole project; 0 turns it off."),
-    Setting("allow_private_origin", False, _bool, "Allow an HTTP origin on a private, loopback or link-local address."),
+    Setting(
+        "allow_private_origin",
+        False,
+        _bool,
+        "Allow an HTTP origin on a private, loopback or link-local address.",
+    ),
     Setting("tags", [], _str_list, "Extra cache tags every variant of this project carries."),
 ]
 
@@ -291,9 +385,7 @@ def build_project(name, table, where="projects"):
             continue
         setting = _PROJECT_BY_NAME.get(key)
         if setting is None:
-            raise ConfigError(
-                f"{where}.{name}.{key}: unknown key (known: {', '.join(_PROJECT_BY_NAME)})"
-            )
+            raise ConfigError(f"{where}.{name}.{key}: unknown key (known: {', '.join(_PROJECT_BY_NAME)})")
         try:
             value = setting.validate(raw)
         except ValueError as exc:
@@ -301,6 +393,10 @@ def build_project(name, table, where="projects"):
         values[key] = value
     if "origin" not in values:
         raise ConfigError(f"{where}.{name}.origin: required (a folder or an http(s):// URL)")
+    if values.get("private") and not values.get("signing_key"):
+        raise ConfigError(
+            f"{where}.{name}.private: a private project needs a signing_key to check tokens with"
+        )
     return Project(name=name, **values)
 
 
@@ -338,7 +434,9 @@ def load(path=None, environ=None, overrides=None):
 
     unknown_tables = set(document) - {"shield", "projects"}
     if unknown_tables:
-        raise ConfigError(f"{sorted(unknown_tables)[0]}: unknown table (expected [shield] and [projects.<name>])")
+        raise ConfigError(
+            f"{sorted(unknown_tables)[0]}: unknown table (expected [shield] and [projects.<name>])"
+        )
 
     shield_table = dict(document.get("shield", {}))
     shield_table.update(_env_overrides(environ))

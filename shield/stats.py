@@ -14,8 +14,19 @@ from collections import defaultdict
 from . import logs, metrics
 
 FLUSH_INTERVAL = 0.5
-COUNTERS = ("requests", "hits", "misses", "stale", "bypass", "not_modified", "errors",
-            "bytes_served", "origin_fetches", "transforms", "purged")
+COUNTERS = (
+    "requests",
+    "hits",
+    "misses",
+    "stale",
+    "bypass",
+    "not_modified",
+    "errors",
+    "bytes_served",
+    "origin_fetches",
+    "transforms",
+    "purged",
+)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS counters (
@@ -91,7 +102,8 @@ class Stats:
                 db.executemany(
                     "INSERT INTO counters (minute, project, name, value) VALUES (?, ?, ?, ?)"
                     " ON CONFLICT (minute, project, name) DO UPDATE SET value = value + excluded.value",
-                    [(m, p, n, v) for (m, p, n), v in pending.items()])
+                    [(m, p, n, v) for (m, p, n), v in pending.items()],
+                )
                 db.execute("COMMIT")
             except sqlite3.Error as exc:
                 try:
@@ -103,14 +115,16 @@ class Stats:
                 logs.fault_once("stats_flush_failed", error=str(exc))
 
     def query(self, project=None, start=None, end=None):
-        """Totals over [start, end) (Unix seconds), for one project or all."""
+        """Totals of the minutes from start's to end's, both included (Unix seconds), for one project or all."""
         self.flush()
         totals = {name: 0 for name in COUNTERS}
         db = self._conn()
         if db is not None:
             sql = "SELECT name, sum(value) FROM counters WHERE minute >= ? AND minute <= ?"
-            args = [int(start // 60) if start is not None else 0,
-                    int(end // 60) if end is not None else 2**62]
+            args = [
+                int(start // 60) if start is not None else 0,
+                int(end // 60) if end is not None else 2**62,
+            ]
             if project is not None:
                 sql += " AND project = ?"
                 args.append(project)

@@ -84,7 +84,7 @@ class Entry:
     """A stored variant: its header fields and its body (bytes or an open file)."""
 
     header: dict
-    body: object        # bytes, or a file positioned at the body's first byte
+    body: object  # bytes, or a file positioned at the body's first byte
     size: int
 
     def read_body(self):
@@ -112,7 +112,7 @@ def _unpack_entry(found):
             return None
         _magic, hlen = _HEADER.unpack_from(found)
         start = _HEADER.size + hlen
-        header = json.loads(found[_HEADER.size:start])
+        header = json.loads(found[_HEADER.size : start])
         body = found[start:]
         if len(body) != header.get("size"):
             return None
@@ -173,8 +173,12 @@ class Store:
                 cull_limit=32,
             )
             cache._local = self._local
-            index = sqlite3.connect(os.path.join(self.cache_dir, "index.db"), timeout=5,
-                                    isolation_level=None, check_same_thread=False)
+            index = sqlite3.connect(
+                os.path.join(self.cache_dir, "index.db"),
+                timeout=5,
+                isolation_level=None,
+                check_same_thread=False,
+            )
             index.execute("PRAGMA journal_mode=WAL")
             index.execute("PRAGMA synchronous=NORMAL")
             index.executescript(_INDEX_SCHEMA)
@@ -251,9 +255,11 @@ class Store:
             try:
                 self._index.execute(
                     "INSERT OR REPLACE INTO variants (key, project, path, created) VALUES (?, ?, ?, ?)",
-                    (key, project, path, now))
+                    (key, project, path, now),
+                )
                 self._index.executemany(
-                    "INSERT OR IGNORE INTO variant_tags (tag, key) VALUES (?, ?)", [(t, key) for t in tags])
+                    "INSERT OR IGNORE INTO variant_tags (tag, key) VALUES (?, ?)", [(t, key) for t in tags]
+                )
                 self._index.execute("COMMIT")
             except BaseException:
                 self._index.execute("ROLLBACK")
@@ -267,7 +273,7 @@ class Store:
     def _delete_keys(self, cache, keys):
         removed = 0
         for start in range(0, len(keys), PURGE_CHUNK):
-            chunk = keys[start:start + PURGE_CHUNK]
+            chunk = keys[start : start + PURGE_CHUNK]
             # One short write transaction per chunk: hits read without locks,
             # and other writers wait at most one chunk.
             with cache.transact():
@@ -306,34 +312,46 @@ class Store:
     def purge_tag(self, tag):
         return self._purge(
             "SELECT v.key, v.project, v.path FROM variant_tags t JOIN variants v ON v.key = t.key"
-            " WHERE t.tag = ?", None, (tag,))
+            " WHERE t.tag = ?",
+            None,
+            (tag,),
+        )
 
     def purge_file(self, project, path):
         """Every variant of one file (all sizes and formats), and its stored original."""
         return self._purge(
             "SELECT key, project, path FROM variants WHERE project = ? AND path = ?",
-            "SELECT project, path FROM files WHERE project = ? AND path = ?", (project, path))
+            "SELECT project, path FROM files WHERE project = ? AND path = ?",
+            (project, path),
+        )
 
     def purge_prefix(self, project, prefix):
         hi = prefix + "\U0010ffff"
         return self._purge(
             "SELECT key, project, path FROM variants WHERE project = ? AND path >= ? AND path < ?",
             "SELECT project, path FROM files WHERE project = ? AND path >= ? AND path < ?",
-            (project, prefix, hi))
+            (project, prefix, hi),
+        )
 
     def purge_project(self, project):
         return self._purge(
             "SELECT key, project, path FROM variants WHERE project = ?",
-            "SELECT project, path FROM files WHERE project = ?", (project,))
+            "SELECT project, path FROM files WHERE project = ?",
+            (project,),
+        )
 
     def drop_variants_of(self, project, path, except_version):
         """A changed original makes the variants of its old bytes garbage: delete them now."""
         marker = f"|{except_version}|" if except_version else None
 
         def run(cache):
-            keys = [k for (k,) in self._index.execute(
-                "SELECT key FROM variants WHERE project = ? AND path = ?", (project, path))
-                if marker is None or marker not in k]
+            keys = [
+                k
+                for (k,) in self._index.execute(
+                    "SELECT key FROM variants WHERE project = ? AND path = ?", (project, path)
+                )
+                if marker is None or marker not in k
+            ]
             return self._delete_keys(cache, keys)
 
         return self._guard("purge", 0, run)
@@ -342,7 +360,9 @@ class Store:
         def run(cache):
             if project is None:
                 return self._index.execute("SELECT count(*) FROM variants").fetchone()[0]
-            return self._index.execute("SELECT count(*) FROM variants WHERE project = ?", (project,)).fetchone()[0]
+            return self._index.execute(
+                "SELECT count(*) FROM variants WHERE project = ?", (project,)
+            ).fetchone()[0]
 
         return self._guard("index", 0, run)
 

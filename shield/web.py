@@ -21,6 +21,7 @@ from .headers import SECURITY_HEADERS
 from .pool import TransformPool
 from .projects import Registry
 from .purge import Purger
+from .security import ClientAddress, Guard
 from .stats import Stats
 from .store import Store
 
@@ -38,7 +39,10 @@ class Services:
         self.flight = Flight(os.path.join(settings.cache_dir, "locks"))
         self.projects = Registry(settings)
         self.purger = Purger(self.store, self.stats, settings.state_dir)
-        self.delivery = Delivery(settings, self.store, self.stats, self.pool, self.flight, self.projects)
+        self.client_address = ClientAddress(settings.trusted_proxies)
+        self.delivery = Delivery(
+            settings, self.store, self.stats, self.pool, self.flight, self.projects, guard=Guard(settings)
+        )
 
 
 def create_app(config=None):
@@ -103,11 +107,15 @@ def create_app(config=None):
     def image(project, path):
         started = time.perf_counter()
         req = Request(
-            project=project, path=path, args=request.args,
+            project=project,
+            path=path,
+            args=request.args,
             accept=request.headers.get("Accept", ""),
             if_none_match=request.headers.get("If-None-Match", ""),
             referer=request.headers.get("Referer", ""),
-            client_ip=request.remote_addr or "",
+            client_ip=services.client_address.of(
+                request.remote_addr or "", request.headers.get("X-Forwarded-For", "")
+            ),
             head=request.method == "HEAD",
         )
         status, x_cache, sent = 500, "", 0
@@ -122,8 +130,15 @@ def create_app(config=None):
         finally:
             count(services.stats, project, status, x_cache, sent)
             metrics.observe_request(status, x_cache, time.perf_counter() - started)
-            logs.event("request", method=request.method, path=request.path, status=status,
-                       cache=x_cache or None, bytes=sent, ms=round((time.perf_counter() - started) * 1000, 2))
+            logs.event(
+                "request",
+                method=request.method,
+                path=request.path,
+                status=status,
+                cache=x_cache or None,
+                bytes=sent,
+                ms=round((time.perf_counter() - started) * 1000, 2),
+            )
 
     return app
 
@@ -153,8 +168,12 @@ def to_response(reply):
             resp.headers.remove("Content-Length")
     else:
         # A cached file: the server sends it (sendfile where it can), Python never reads it.
-        resp = Response(wrap_file(request.environ, body), status=reply.status, headers=reply.headers,
-                        direct_passthrough=True)
+        resp = Response(
+            wrap_file(request.environ, body),
+            status=reply.status,
+            headers=reply.headers,
+            direct_passthrough=True,
+        )
     return resp
 
 
@@ -164,5 +183,6 @@ def error_response(exc):
         headers["Retry-After"] = str(int(exc.retry_after))
     if exc.status >= 500:
         logs.event("error", logging.WARNING, code=exc.code, status=exc.status, message=exc.message)
-    return Response(json.dumps(exc.to_json()), status=exc.status, headers=headers,
-                    mimetype="application/json")
+    return Response(
+        json.dumps(exc.to_json()), status=exc.status, headers=headers, mimetype="application/json"
+    )

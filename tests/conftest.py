@@ -40,10 +40,16 @@ def make_app(tmp_path):
     """create_app with a temporary cache; `projects` maps names to project tables."""
 
     def build(projects, **shield):
-        config = {"shield": {"cache_dir": str(tmp_path / "cache"), "state_dir": str(tmp_path / "state"),
-                             "origin_retry_interval": 0.3,
-                             "origin_timeout": 3, **shield},
-                  "projects": projects}
+        config = {
+            "shield": {
+                "cache_dir": str(tmp_path / "cache"),
+                "state_dir": str(tmp_path / "state"),
+                "origin_retry_interval": 0.3,
+                "origin_timeout": 3,
+                **shield,
+            },
+            "projects": projects,
+        }
         return create_app(config)
 
     return build
@@ -71,14 +77,23 @@ class Gunicorn:
     def __init__(self, config_path, workers=2, env=None):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.env = {**os.environ, "SHIELD_CONFIG": str(config_path), "WEB_CONCURRENCY": str(workers),
-                    "SHIELD_BIND": f"127.0.0.1:{self.port}", **(env or {})}
+        self.env = {
+            **os.environ,
+            "SHIELD_CONFIG": str(config_path),
+            "WEB_CONCURRENCY": str(workers),
+            "SHIELD_BIND": f"127.0.0.1:{self.port}",
+            **(env or {}),
+        }
         self.proc = None
 
     def start(self):
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "app:app"],
-            cwd=ROOT, env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+            cwd=ROOT,
+            env=self.env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
         deadline = time.time() + 30
         while time.time() < deadline:
             if self.proc.poll() is not None:

@@ -18,9 +18,14 @@ def admin_app(make_app, folder, origin):
     (folder / "products").mkdir()
     (folder / "products" / "a.png").write_bytes(imaging.sample("coffee.png"))
     (folder / "products" / "b.png").write_bytes(imaging.sample("coffee.png"))
-    return make_app({"demo": {"origin": str(folder) + "/"},
-                     "web": {"origin": origin.url, "allow_private_origin": True},
-                     "other": {"origin": str(folder) + "/"}}, admin_token=TOKEN)
+    return make_app(
+        {
+            "demo": {"origin": str(folder) + "/"},
+            "web": {"origin": origin.url, "allow_private_origin": True},
+            "other": {"origin": str(folder) + "/"},
+        },
+        admin_token=TOKEN,
+    )
 
 
 @pytest.fixture
@@ -41,7 +46,9 @@ def x_cache(c, url):
 
 def test_auth(admin, make_app, folder):
     assert admin.get("/v1/stats").status_code == 401
-    assert admin.get("/v1/stats", headers={"Authorization": "Bearer wrong-token-wrong-token"}).status_code == 401
+    assert (
+        admin.get("/v1/stats", headers={"Authorization": "Bearer wrong-token-wrong-token"}).status_code == 401
+    )
     assert admin.get("/v1/stats", headers={"Authorization": TOKEN}).status_code == 401
     resp = admin.post("/v1/purge", json={"tags": ["x"]})
     assert resp.status_code == 401 and resp.get_json()["error"]["code"] == "unauthorized"
@@ -49,7 +56,7 @@ def test_auth(admin, make_app, folder):
     no_token = make_app({"demo": {"origin": str(folder) + "/"}}).test_client()
     resp = no_token.get("/v1/projects", headers=AUTH)
     assert resp.status_code == 401 and "admin_token" in resp.get_json()["error"]["message"]
-    assert no_token.get("/demo/coffee.png?w=10").status_code == 200   # public serving still works
+    assert no_token.get("/demo/coffee.png?w=10").status_code == 200  # public serving still works
 
 
 def test_short_admin_token_refuses_to_start(make_app, folder):
@@ -84,7 +91,10 @@ def test_purge_by_prefix_and_by_project(admin):
     inside = ["/demo/products/a.png?w=50", "/demo/products/b.png?w=50"]
     outside = ["/demo/coffee.png?w=50", "/other/products/a.png?w=50"]
     warm(admin, *inside, *outside)
-    assert admin.post("/v1/purge", headers=AUTH, json={"prefixes": ["/demo/products/"]}).get_json()["purged"] == 2
+    assert (
+        admin.post("/v1/purge", headers=AUTH, json={"prefixes": ["/demo/products/"]}).get_json()["purged"]
+        == 2
+    )
     assert [x_cache(admin, u) for u in inside] == ["MISS", "MISS"]
     assert [x_cache(admin, u) for u in outside] == ["HIT", "HIT"]
     body = admin.post("/v1/purge", headers=AUTH, json={"project": "demo", "everything": True}).get_json()
@@ -95,25 +105,45 @@ def test_purge_by_prefix_and_by_project(admin):
 
 def test_purge_idempotency_key_answers_the_first_result(admin):
     warm(admin, "/demo/coffee.png?w=70")
-    first = admin.post("/v1/purge", headers=AUTH, json={"paths": ["/demo/coffee.png"], "idempotency_key": "k-1"})
+    first = admin.post(
+        "/v1/purge", headers=AUTH, json={"paths": ["/demo/coffee.png"], "idempotency_key": "k-1"}
+    )
     warm(admin, "/demo/coffee.png?w=70")
-    again = admin.post("/v1/purge", headers=AUTH, json={"paths": ["/demo/coffee.png"], "idempotency_key": "k-1"})
+    again = admin.post(
+        "/v1/purge", headers=AUTH, json={"paths": ["/demo/coffee.png"], "idempotency_key": "k-1"}
+    )
     assert again.get_json() == first.get_json() and first.get_json()["purged"] == 1
-    assert x_cache(admin, "/demo/coffee.png?w=70") == "HIT"   # the repeat did not purge again
+    assert x_cache(admin, "/demo/coffee.png?w=70") == "HIT"  # the repeat did not purge again
 
 
-@pytest.mark.parametrize("body", [
-    {}, {"tags": "sale"}, {"tags": [""]}, {"paths": ["demo/a.jpg"]}, {"paths": ["/demo"]},
-    {"everything": True}, {"project": "demo"}, {"tags": ["a"], "colour": "red"}, [], "x",
-])
+@pytest.mark.parametrize(
+    "body",
+    [
+        {},
+        {"tags": "sale"},
+        {"tags": [""]},
+        {"paths": ["demo/a.jpg"]},
+        {"paths": ["/demo"]},
+        {"everything": True},
+        {"project": "demo"},
+        {"tags": ["a"], "colour": "red"},
+        [],
+        "x",
+    ],
+)
 def test_purge_rejects_malformed_bodies(admin, body):
     resp = admin.post("/v1/purge", headers=AUTH, json=body)
     assert resp.status_code == 400 and resp.get_json()["error"]["code"] == "bad_request"
 
 
 def test_stats_add_up_and_filter(admin):
-    for url in ["/demo/coffee.png?w=10", "/demo/coffee.png?w=10", "/demo/coffee.png?w=11", "/web/plain.jpg?w=10",
-                "/demo/missing.png"]:
+    for url in [
+        "/demo/coffee.png?w=10",
+        "/demo/coffee.png?w=10",
+        "/demo/coffee.png?w=11",
+        "/web/plain.jpg?w=10",
+        "/demo/missing.png",
+    ]:
         admin.get(url)
     s = admin.get("/v1/stats", headers=AUTH).get_json()
     assert (s["requests"], s["hits"], s["misses"], s["errors"]) == (5, 1, 3, 1)
@@ -130,21 +160,32 @@ def test_stats_add_up_and_filter(admin):
 
 
 def test_projects_crud(admin, folder):
-    resp = admin.post("/v1/projects", headers=AUTH, json={"name": "shop", "origin": str(folder) + "/", "quality": 70})
+    resp = admin.post(
+        "/v1/projects", headers=AUTH, json={"name": "shop", "origin": str(folder) + "/", "quality": 70}
+    )
     assert resp.status_code == 201 and resp.get_json()["quality"] == 70
     assert admin.get("/shop/coffee.png?w=40").status_code == 200
     assert admin.post("/v1/projects", headers=AUTH, json={"name": "shop", "origin": "x/"}).status_code == 409
-    for bad in ({"name": "v1", "origin": "x/"}, {"name": "Bad Name", "origin": "x/"}, {"name": "ok", "origin": "ftp://x/"},
-                {"name": "ok2", "origin": "x/", "quality": 500}, {"name": "ok3", "origin": "x/", "colour": 1}):
+    for bad in (
+        {"name": "v1", "origin": "x/"},
+        {"name": "Bad Name", "origin": "x/"},
+        {"name": "ok", "origin": "ftp://x/"},
+        {"name": "ok2", "origin": "x/", "quality": 500},
+        {"name": "ok3", "origin": "x/", "colour": 1},
+    ):
         resp = admin.post("/v1/projects", headers=AUTH, json=bad)
         assert resp.status_code == 400 and resp.get_json()["error"]["code"] == "invalid_param", bad
     assert admin.get("/v1/projects/shop", headers=AUTH).get_json()["origin"] == str(folder) + "/"
-    assert admin.patch("/v1/projects/shop", headers=AUTH, json={"enabled": False}).get_json()["enabled"] is False
+    assert (
+        admin.patch("/v1/projects/shop", headers=AUTH, json={"enabled": False}).get_json()["enabled"] is False
+    )
     resp = admin.get("/shop/coffee.png?w=40")
     assert resp.status_code == 404 and resp.get_json()["error"]["code"] == "project_not_found"
     names, cursor = [], None
     while True:
-        page = admin.get("/v1/projects?limit=2" + (f"&cursor={cursor}" if cursor else ""), headers=AUTH).get_json()
+        page = admin.get(
+            "/v1/projects?limit=2" + (f"&cursor={cursor}" if cursor else ""), headers=AUTH
+        ).get_json()
         names += [p["name"] for p in page["items"]]
         cursor = page["next_cursor"]
         if not cursor:
@@ -156,8 +197,11 @@ def test_projects_crud(admin, folder):
 
 
 def test_signing_keys_are_never_echoed(admin, folder):
-    body = admin.post("/v1/projects", headers=AUTH, json={
-        "name": "secret", "origin": str(folder) + "/", "signing_key": "a-very-long-signing-secret"}).get_json()
+    body = admin.post(
+        "/v1/projects",
+        headers=AUTH,
+        json={"name": "secret", "origin": str(folder) + "/", "signing_key": "a-very-long-signing-secret"},
+    ).get_json()
     assert "a-very-long-signing-secret" not in str(body) and body["signing_key"] == ["***"]
 
 
@@ -166,8 +210,14 @@ def test_health_and_metrics(admin):
     admin.get("/demo/coffee.png?w=33")
     admin.get("/demo/coffee.png?w=33")
     text = admin.get("/metrics").data.decode()
-    for name in ("shield_requests_total", "shield_request_seconds_bucket", "shield_bytes_served_total",
-                 "shield_origin_fetches_total", "shield_transforms_total", "shield_cache_bytes"):
+    for name in (
+        "shield_requests_total",
+        "shield_request_seconds_bucket",
+        "shield_bytes_served_total",
+        "shield_origin_fetches_total",
+        "shield_transforms_total",
+        "shield_cache_bytes",
+    ):
         assert name in text, name
     assert 'cache="hit"' in text and 'cache="miss"' in text
 
@@ -197,8 +247,9 @@ allow_private_origin = true
     server = gunicorn(config, workers=2)
 
     def get(url, **kw):
-        return requests.get(server.url + url, headers={"Connection": "close", **kw.pop("headers", {})},
-                            timeout=30, **kw)
+        return requests.get(
+            server.url + url, headers={"Connection": "close", **kw.pop("headers", {})}, timeout=30, **kw
+        )
 
     def from_both(url):
         seen = {}
@@ -210,8 +261,12 @@ allow_private_origin = true
         raise AssertionError("only one worker answered")
 
     # A project created through one worker serves images in both.
-    resp = requests.post(server.url + "/v1/projects", headers=AUTH, json={"name": "made", "origin": str(folder) + "/"},
-                         timeout=10)
+    resp = requests.post(
+        server.url + "/v1/projects",
+        headers=AUTH,
+        json={"name": "made", "origin": str(folder) + "/"},
+        timeout=10,
+    )
     assert resp.status_code == 201
     time.sleep(1.0)
     assert all(r.status_code == 200 for r in from_both("/made/coffee.png?w=44").values())
@@ -221,8 +276,12 @@ allow_private_origin = true
     warm_resp = from_both("/web/a.jpg?w=77")
     assert {r.headers["X-Cache"] for r in warm_resp.values()} <= {"HIT", "MISS"}
     origin.state.mode = "down"
-    purge = requests.post(server.url + "/v1/purge", headers={**AUTH, "Connection": "close"},
-                          json={"paths": ["/web/a.jpg"]}, timeout=10)
+    purge = requests.post(
+        server.url + "/v1/purge",
+        headers={**AUTH, "Connection": "close"},
+        json={"paths": ["/web/a.jpg"]},
+        timeout=10,
+    )
     assert purge.json()["purged"] == 1
     after = from_both("/web/a.jpg?w=77")
     assert all(r.status_code == 502 for r in after.values())

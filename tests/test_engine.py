@@ -30,8 +30,8 @@ def test_alpha_survives(fmt):
     out, im = render(imaging.encode(imaging.rgba_logo(120, 80), "PNG"), 60, 40, "inside", fmt)
     assert im.mode in ("RGBA", "LA", "PA") or "transparency" in im.info
     rgba = im.convert("RGBA")
-    assert rgba.getpixel((1, 1))[3] < 20           # the transparent corner stays transparent
-    assert rgba.getpixel((30, 20))[3] > 235        # the red middle stays opaque and red
+    assert rgba.getpixel((1, 1))[3] < 20  # the transparent corner stays transparent
+    assert rgba.getpixel((30, 20))[3] > 235  # the red middle stays opaque and red
     assert imaging.close_color(rgba.getpixel((30, 20))[:3], (255, 0, 0), 40)
 
 
@@ -45,7 +45,10 @@ def test_exif_rotated_jpeg_comes_out_upright(orientation):
     body = imaging.exif_rotated_jpeg(orientation, (200, 100))
     _out, im = render(body, fmt="png", w=None, h=None)
     expected = imaging.halves(200, 100).transpose(
-        {3: Image.Transpose.ROTATE_180, 6: Image.Transpose.ROTATE_270, 8: Image.Transpose.ROTATE_90}[orientation])
+        {3: Image.Transpose.ROTATE_180, 6: Image.Transpose.ROTATE_270, 8: Image.Transpose.ROTATE_90}[
+            orientation
+        ]
+    )
     assert im.size == expected.size
     assert imaging.ssim(im, expected) > 0.9
     assert "exif" not in im.info

@@ -23,8 +23,11 @@ def http_app(make_app, origin):
     origin.state.put("/logo.png", imaging.encode(imaging.rgba_logo(120, 80), "PNG"))
     origin.state.put("/rotated.jpg", imaging.exif_rotated_jpeg(6, (200, 100)))
     origin.state.put("/anim.gif", imaging.animated_gif(4, (40, 30)))
-    origin.state.put("/tagged.jpg", imaging.sample("rocket.jpg"), **{"Surrogate-Key": "product-7 summer",
-                                                                    "Cache-Tag": "team-a"})
+    origin.state.put(
+        "/tagged.jpg",
+        imaging.sample("rocket.jpg"),
+        **{"Surrogate-Key": "product-7 summer", "Cache-Tag": "team-a"},
+    )
     return make_app({"web": {"origin": origin.url, "allow_private_origin": True}})
 
 
@@ -33,13 +36,23 @@ def http(http_app):
     return http_app.test_client()
 
 
-@pytest.mark.parametrize(("query", "size"), [
-    ("w=320", (320, 214)), ("h=100", (150, 100)), ("w=300&h=300", (300, 300)),
-    ("w=300&h=300&fit=contain", (300, 300)), ("w=300&h=300&fit=inside", (300, 200)),
-    ("w=300&h=300&fit=fill", (300, 300)), ("w=300&h=300&fit=face", (300, 300)),
-    ("w=300&h=300&fit=auto", (300, 300)), ("w=150&dpr=2", (300, 200)), ("w=5000", (640, 427)),
-    ("w=5000&fit=fill", (5000, 3336)), ("w=100&h=100&dpr=1.5", (150, 150)),
-])
+@pytest.mark.parametrize(
+    ("query", "size"),
+    [
+        ("w=320", (320, 214)),
+        ("h=100", (150, 100)),
+        ("w=300&h=300", (300, 300)),
+        ("w=300&h=300&fit=contain", (300, 300)),
+        ("w=300&h=300&fit=inside", (300, 200)),
+        ("w=300&h=300&fit=fill", (300, 300)),
+        ("w=300&h=300&fit=face", (300, 300)),
+        ("w=300&h=300&fit=auto", (300, 300)),
+        ("w=150&dpr=2", (300, 200)),
+        ("w=5000", (640, 427)),
+        ("w=5000&fit=fill", (5000, 3336)),
+        ("w=100&h=100&dpr=1.5", (150, 150)),
+    ],
+)
 def test_each_parameter_gives_the_right_size(http, query, size):
     resp = http.get(f"/web/rocket.jpg?{query}")
     assert resp.status_code == 200
@@ -57,12 +70,19 @@ def test_cover_crop_is_centred_and_similar_to_a_careful_resize(http):
     assert imaging.ssim(imaging.decode(resp.data), reference) > 0.97
 
 
-@pytest.mark.parametrize(("fmt", "accept", "content_type", "pil"), [
-    ("auto", AVIF, "image/avif", "AVIF"), ("auto", WEBP, "image/webp", "WEBP"),
-    ("auto", "*/*", "image/jpeg", "JPEG"), ("auto", "", "image/jpeg", "JPEG"),
-    ("avif", "", "image/avif", "AVIF"), ("webp", "", "image/webp", "WEBP"),
-    ("jpeg", AVIF, "image/jpeg", "JPEG"), ("png", AVIF, "image/png", "PNG"),
-])
+@pytest.mark.parametrize(
+    ("fmt", "accept", "content_type", "pil"),
+    [
+        ("auto", AVIF, "image/avif", "AVIF"),
+        ("auto", WEBP, "image/webp", "WEBP"),
+        ("auto", "*/*", "image/jpeg", "JPEG"),
+        ("auto", "", "image/jpeg", "JPEG"),
+        ("avif", "", "image/avif", "AVIF"),
+        ("webp", "", "image/webp", "WEBP"),
+        ("jpeg", AVIF, "image/jpeg", "JPEG"),
+        ("png", AVIF, "image/png", "PNG"),
+    ],
+)
 def test_formats_and_negotiation(http, fmt, accept, content_type, pil):
     resp = http.get(f"/web/rocket.jpg?w=200&fmt={fmt}", headers={"Accept": accept})
     assert resp.status_code == 200
@@ -104,7 +124,9 @@ def test_second_request_is_a_hit_with_identical_bytes_and_no_origin_request(http
     assert first.headers["X-Cache"] == "MISS"
     assert first.headers["Cache-Status"] == "shield; fwd=miss; stored"
     timing = first.headers["Server-Timing"]
-    assert 'cache;desc="MISS"' in timing and "origin;dur=" in timing and 'process;desc="transformed"' in timing
+    assert (
+        'cache;desc="MISS"' in timing and "origin;dur=" in timing and 'process;desc="transformed"' in timing
+    )
     fetched = origin.state.count("/rocket.jpg")
     assert fetched == 1
     second = http.get("/web/rocket.jpg?w=250", headers={"Accept": WEBP})
@@ -130,11 +152,16 @@ def test_contract_headers_on_every_image(http):
 
 def test_unknown_params_and_raw_accept_reuse_the_entry(http, origin):
     assert http.get("/web/rocket.jpg?w=180", headers={"Accept": AVIF}).headers["X-Cache"] == "MISS"
-    again = http.get("/web/rocket.jpg?w=180&utm_source=x&cb=123",
-                     headers={"Accept": "image/avif, image/webp, */*"})
+    again = http.get(
+        "/web/rocket.jpg?w=180&utm_source=x&cb=123", headers={"Accept": "image/avif, image/webp, */*"}
+    )
     assert again.headers["X-Cache"] == "HIT"
-    assert http.get("/web/rocket.jpg?w=180&q=80&fit=contain",
-                    headers={"Accept": "image/avif"}).headers["X-Cache"] == "HIT"
+    assert (
+        http.get("/web/rocket.jpg?w=180&q=80&fit=contain", headers={"Accept": "image/avif"}).headers[
+            "X-Cache"
+        ]
+        == "HIT"
+    )
 
 
 def test_if_none_match_gives_304_without_body(http):
@@ -169,11 +196,22 @@ def test_folder_origin_serves_and_caches(client, folder):
     assert client.get("/demo/coffee.png?w=100").headers["X-Cache"] == "HIT"
 
 
-@pytest.mark.parametrize("path", [
-    "/demo/../secret.txt", "/demo/%2e%2e/secret.txt", "/demo/%2E%2E/secret.txt", "/demo//etc/passwd",
-    "/demo/sub/../../secret.txt", "/demo/./coffee.png", "/demo/%2fetc%2fpasswd", "/demo/link-out/secret.txt",
-    "/demo/escape.jpg", "/demo/", "/demo/sub",
-])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/demo/../secret.txt",
+        "/demo/%2e%2e/secret.txt",
+        "/demo/%2E%2E/secret.txt",
+        "/demo//etc/passwd",
+        "/demo/sub/../../secret.txt",
+        "/demo/./coffee.png",
+        "/demo/%2fetc%2fpasswd",
+        "/demo/link-out/secret.txt",
+        "/demo/escape.jpg",
+        "/demo/",
+        "/demo/sub",
+    ],
+)
 def test_path_traversal_gives_404(client, folder, path):
     (folder.parent / "secret.txt").write_text("top secret")
     (folder / "sub").mkdir()
@@ -189,10 +227,13 @@ def test_error_rows_of_the_contract(make_app, origin, folder):
     origin.state.put("/big.jpg", imaging.sample("rocket.jpg"))
     origin.state.put("/text.jpg", b"just some text, not an image")
     origin.state.put("/svg.jpg", b'<svg xmlns="http://www.w3.org/2000/svg"><rect/></svg>')
-    app = make_app({
-        "web": {"origin": origin.url, "allow_private_origin": True},
-        "off": {"origin": str(folder) + "/", "enabled": False},
-    }, max_source_bytes=50_000)
+    app = make_app(
+        {
+            "web": {"origin": origin.url, "allow_private_origin": True},
+            "off": {"origin": str(folder) + "/", "enabled": False},
+        },
+        max_source_bytes=50_000,
+    )
     c = app.test_client()
     cases = [
         ("/web/rocket.jpg?w=abc", 400, "invalid_param"),
@@ -219,8 +260,12 @@ def test_pixel_bomb_gives_413(make_app, tmp_path):
     root.mkdir()
     ihdr = struct.pack(">IIBBBBB", 30000, 30000, 8, 2, 0, 0, 0)
     chunk = lambda t, d: struct.pack(">I", len(d)) + t + d + struct.pack(">I", zlib.crc32(t + d))  # noqa: E731
-    (root / "bomb.png").write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) +
-                                    chunk(b"IDAT", zlib.compress(b"\x00" * 1000)) + chunk(b"IEND", b""))
+    (root / "bomb.png").write_bytes(
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", ihdr)
+        + chunk(b"IDAT", zlib.compress(b"\x00" * 1000))
+        + chunk(b"IEND", b"")
+    )
     c = make_app({"b": {"origin": str(root) + "/"}}).test_client()
     resp = c.get("/b/bomb.png?w=100")
     assert (resp.status_code, error_code(resp)) == (413, "source_too_large")
@@ -228,9 +273,13 @@ def test_pixel_bomb_gives_413(make_app, tmp_path):
 
 def test_origin_failures_give_502_and_504(make_app, origin):
     origin.state.put("/a.jpg", imaging.sample("rocket.jpg"))
-    app = make_app({"web": {"origin": origin.url, "allow_private_origin": True},
-                    "dead": {"origin": "http://127.0.0.1:9/", "allow_private_origin": True}},
-                   origin_timeout=0.5)
+    app = make_app(
+        {
+            "web": {"origin": origin.url, "allow_private_origin": True},
+            "dead": {"origin": "http://127.0.0.1:9/", "allow_private_origin": True},
+        },
+        origin_timeout=0.5,
+    )
     c = app.test_client()
     origin.state.mode = "down"
     resp = c.get("/web/a.jpg?w=10")

@@ -15,8 +15,10 @@ TOKEN = "test-admin-token-0123456789"
 @pytest.fixture
 def shielded(make_app, origin):
     origin.state.put("/rocket.jpg", imaging.sample("rocket.jpg"))
-    app = make_app({"web": {"origin": origin.url, "allow_private_origin": True, "cache_ttl": 1,
-                            "negative_ttl": 2}}, admin_token=TOKEN)
+    app = make_app(
+        {"web": {"origin": origin.url, "allow_private_origin": True, "cache_ttl": 1, "negative_ttl": 2}},
+        admin_token=TOKEN,
+    )
     return app, app.test_client()
 
 
@@ -59,8 +61,10 @@ def test_changed_original_after_its_ttl_serves_new_bytes_and_drops_old_variants(
     time.sleep(1.2)
     new = c.get("/web/rocket.jpg?w=160")
     assert new.headers["X-Cache"] == "MISS" and new.data != old.data
-    assert imaging.close_color(imaging.mean_color(imaging.decode(new.data), (0, 0, 60, 100)), (220, 30, 30), 40)
-    assert store.count_variants("web") == 1   # the w=170 of the old bytes is gone, w=160 is new
+    assert imaging.close_color(
+        imaging.mean_color(imaging.decode(new.data), (0, 0, 60, 100)), (220, 30, 30), 40
+    )
+    assert store.count_variants("web") == 1  # the w=170 of the old bytes is gone, w=160 is new
     assert c.get("/web/rocket.jpg?w=170").headers["X-Cache"] == "MISS"
 
 
@@ -89,8 +93,9 @@ def test_origin_down_serves_stale_then_fresh_again(shielded, origin):
 
 def test_stale_if_error_has_a_limit(make_app, origin):
     origin.state.put("/a.jpg", imaging.sample("rocket.jpg"))
-    c = make_app({"web": {"origin": origin.url, "allow_private_origin": True, "cache_ttl": 1,
-                          "stale_if_error": 1}}).test_client()
+    c = make_app(
+        {"web": {"origin": origin.url, "allow_private_origin": True, "cache_ttl": 1, "stale_if_error": 1}}
+    ).test_client()
     assert c.get("/web/a.jpg?w=50").status_code == 200
     origin.state.mode = "down"
     time.sleep(2.2)
@@ -138,16 +143,17 @@ def test_origin_max_age_sets_freshness(make_app, origin):
     time.sleep(1.2)
     c.get("/web/a.jpg?w=10")
     c.get("/web/b.jpg?w=10")
-    assert origin.state.count("/a.jpg") == 2   # revalidated after max-age
-    assert origin.state.count("/b.jpg") == 1   # s-maxage wins for a shared cache
+    assert origin.state.count("/a.jpg") == 2  # revalidated after max-age
+    assert origin.state.count("/b.jpg") == 1  # s-maxage wins for a shared cache
 
 
 def test_unwritable_cache_dir_serves_straight_from_the_origin(make_app, origin, tmp_path):
     blocker = tmp_path / "not-a-dir"
     blocker.write_text("a file where the cache folder should be")
     origin.state.put("/a.jpg", imaging.sample("rocket.jpg"))
-    c = make_app({"web": {"origin": origin.url, "allow_private_origin": True}},
-                 cache_dir=str(blocker / "cache")).test_client()
+    c = make_app(
+        {"web": {"origin": origin.url, "allow_private_origin": True}}, cache_dir=str(blocker / "cache")
+    ).test_client()
     for _ in range(3):
         resp = c.get("/web/a.jpg?w=90")
         assert resp.status_code == 200 and imaging.decode(resp.data).size == (90, 60)
@@ -159,7 +165,7 @@ def test_unwritable_cache_dir_serves_straight_from_the_origin(make_app, origin, 
 def test_damaged_or_missing_cache_files_are_misses(make_app, folder, tmp_path):
     app = make_app({"demo": {"origin": str(folder) + "/"}})
     c = app.test_client()
-    first = c.get("/demo/coffee.png?w=400&fmt=png")   # large enough to live in its own file
+    first = c.get("/demo/coffee.png?w=400&fmt=png")  # large enough to live in its own file
     assert first.headers["X-Cache"] == "MISS"
     files = [os.path.join(d, f) for d, _, fs in os.walk(tmp_path / "cache") for f in fs if f.endswith(".val")]
     assert files
@@ -168,7 +174,9 @@ def test_damaged_or_missing_cache_files_are_misses(make_app, folder, tmp_path):
             fh.truncate(100)
     resp = c.get("/demo/coffee.png?w=400&fmt=png")
     assert resp.status_code == 200 and resp.headers["X-Cache"] == "MISS" and resp.data == first.data
-    for path in [os.path.join(d, f) for d, _, fs in os.walk(tmp_path / "cache") for f in fs if f.endswith(".val")]:
+    for path in [
+        os.path.join(d, f) for d, _, fs in os.walk(tmp_path / "cache") for f in fs if f.endswith(".val")
+    ]:
         os.remove(path)
     resp = c.get("/demo/coffee.png?w=400&fmt=png")
     assert resp.status_code == 200 and resp.data == first.data
@@ -177,9 +185,12 @@ def test_damaged_or_missing_cache_files_are_misses(make_app, folder, tmp_path):
 @pytest.mark.slow
 def test_fifty_concurrent_requests_one_fetch_one_transform(gunicorn, tmp_path, origin):
     origin.state.put("/photo.jpg", imaging.sample("coffee.png"))
-    origin.state.put("/photo.jpg", imaging.encode(imaging.decode(imaging.sample("coffee.png")).convert("RGB"), "JPEG"))
-    origin.state.delay = 0.3   # a slow origin makes the 50 overlap
-    server = gunicorn(f"""
+    origin.state.put(
+        "/photo.jpg", imaging.encode(imaging.decode(imaging.sample("coffee.png")).convert("RGB"), "JPEG")
+    )
+    origin.state.delay = 0.3  # a slow origin makes the 50 overlap
+    server = gunicorn(
+        f"""
 [shield]
 cache_dir = "{tmp_path}/cache"
 state_dir = "{tmp_path}/state"
@@ -189,7 +200,9 @@ served_by_header = true
 [projects.web]
 origin = "{origin.url}"
 allow_private_origin = true
-""", workers=2)
+""",
+        workers=2,
+    )
 
     def get(url):
         return requests.get(server.url + url, headers={"Connection": "close"}, timeout=30)
@@ -200,7 +213,7 @@ allow_private_origin = true
     assert len({r.content for r in answers}) == 1
     assert len({r.headers["X-Served-By"] for r in answers}) == 2, "both workers should have taken requests"
     assert origin.state.count("/photo.jpg") == 1
-    time.sleep(1.0)   # workers write their counters twice a second
+    time.sleep(1.0)  # workers write their counters twice a second
     counted = stats(server.url)
     assert counted["origin_fetches"] == 1 and counted["transforms"] == 1
     assert counted["requests"] == 50

@@ -15,7 +15,10 @@ PARSE_CASES = [
     ({"w": "333", "dpr": "1.5"}, params.Transform(w=500, fit="inside", q=80)),
     ({"w": "99999"}, params.Transform(w=8192, fit="inside", q=80)),
     ({"w": "300", "h": "200"}, params.Transform(w=300, h=200, fit="cover", q=80)),
-    ({"w": "300", "h": "200", "fit": "contain", "q": "60"}, params.Transform(w=300, h=200, fit="contain", q=60)),
+    (
+        {"w": "300", "h": "200", "fit": "contain", "q": "60"},
+        params.Transform(w=300, h=200, fit="contain", q=60),
+    ),
     ({"w": "300", "fit": "contain"}, params.Transform(w=300, fit="inside", q=80)),
     ({"w": "300", "fit": "fill"}, params.Transform(w=300, fit="fill", q=80)),
     ({"w": "300", "q": "80"}, params.Transform(w=300, fit="inside", q=80)),
@@ -32,10 +35,22 @@ def test_parse_golden(args, expected):
 
 
 BAD_CASES = [
-    ({"w": "0"}, "w"), ({"w": "-5"}, "w"), ({"w": "abc"}, "w"), ({"w": "1.5"}, "w"), ({"w": ""}, "w"),
-    ({"h": "0"}, "h"), ({"dpr": "5"}, "dpr"), ({"dpr": "0.5"}, "dpr"), ({"dpr": "x"}, "dpr"),
-    ({"fit": "stretch"}, "fit"), ({"q": "0"}, "q"), ({"q": "101"}, "q"), ({"fmt": "bmp"}, "fmt"),
-    ({"blur": "yes"}, "blur"), ({"lqip": "2"}, "lqip"), ({"bx": "10", "blur": "true"}, "bx"),
+    ({"w": "0"}, "w"),
+    ({"w": "-5"}, "w"),
+    ({"w": "abc"}, "w"),
+    ({"w": "1.5"}, "w"),
+    ({"w": ""}, "w"),
+    ({"h": "0"}, "h"),
+    ({"dpr": "5"}, "dpr"),
+    ({"dpr": "0.5"}, "dpr"),
+    ({"dpr": "x"}, "dpr"),
+    ({"fit": "stretch"}, "fit"),
+    ({"q": "0"}, "q"),
+    ({"q": "101"}, "q"),
+    ({"fmt": "bmp"}, "fmt"),
+    ({"blur": "yes"}, "blur"),
+    ({"lqip": "2"}, "lqip"),
+    ({"bx": "10", "blur": "true"}, "bx"),
 ]
 
 
@@ -52,27 +67,44 @@ def test_equal_urls_share_a_canonical_key():
     a = params.parse({"w": "200", "dpr": "2", "fit": "contain"})
     b = params.parse({"w": "400", "fit": "cover", "q": "80"})
     assert a.canonical() == b.canonical()
-    assert params.parse({"w": "200", "h": "100"}).canonical() != params.parse({"w": "200", "h": "101"}).canonical()
+    assert (
+        params.parse({"w": "200", "h": "100"}).canonical()
+        != params.parse({"w": "200", "h": "101"}).canonical()
+    )
 
 
-@pytest.mark.parametrize(("accept", "klass"), [
-    ("image/avif,image/webp,image/apng,image/*,*/*;q=0.8", "avif"),
-    ("image/webp,*/*", "webp"),
-    ("image/avif;q=0, image/webp", "webp"),
-    ("*/*", "other"), ("", "other"), ("image/*", "other"), ("text/html", "other"),
-    ("IMAGE/AVIF", "avif"), ("garbage;;;,", "other"),
-])
+@pytest.mark.parametrize(
+    ("accept", "klass"),
+    [
+        ("image/avif,image/webp,image/apng,image/*,*/*;q=0.8", "avif"),
+        ("image/webp,*/*", "webp"),
+        ("image/avif;q=0, image/webp", "webp"),
+        ("*/*", "other"),
+        ("", "other"),
+        ("image/*", "other"),
+        ("text/html", "other"),
+        ("IMAGE/AVIF", "avif"),
+        ("garbage;;;,", "other"),
+    ],
+)
 def test_accept_class(accept, klass):
     assert negotiate.accept_class(accept) == klass
 
 
-@pytest.mark.parametrize(("fmt", "klass", "alpha", "animated", "out"), [
-    ("auto", "avif", False, False, "avif"), ("auto", "webp", False, False, "webp"),
-    ("auto", "other", False, False, "jpeg"), ("auto", "other", True, False, "png"),
-    ("auto", "avif", True, False, "avif"), ("auto", "webp", False, True, "webp"),
-    ("auto", "other", False, True, "gif"), ("jpeg", "avif", True, False, "jpeg"),
-    ("png", "other", False, False, "png"),
-])
+@pytest.mark.parametrize(
+    ("fmt", "klass", "alpha", "animated", "out"),
+    [
+        ("auto", "avif", False, False, "avif"),
+        ("auto", "webp", False, False, "webp"),
+        ("auto", "other", False, False, "jpeg"),
+        ("auto", "other", True, False, "png"),
+        ("auto", "avif", True, False, "avif"),
+        ("auto", "webp", False, True, "webp"),
+        ("auto", "other", False, True, "gif"),
+        ("jpeg", "avif", True, False, "jpeg"),
+        ("png", "other", False, False, "png"),
+    ],
+)
 def test_output_format(fmt, klass, alpha, animated, out):
     assert negotiate.output_format(fmt, klass, alpha, animated) == out
 
@@ -98,8 +130,14 @@ def test_probe_reads_headers_of_each_format():
 
 
 def test_probe_refuses_by_first_bytes_and_pixel_count():
-    for body in (b"<svg xmlns='http://www.w3.org/2000/svg'/>", b"push graphic-context\n", b"%PDF-1.4",
-                 b"hello", b"", b"BM\x00\x00"):
+    for body in (
+        b"<svg xmlns='http://www.w3.org/2000/svg'/>",
+        b"push graphic-context\n",
+        b"%PDF-1.4",
+        b"hello",
+        b"",
+        b"BM\x00\x00",
+    ):
         with pytest.raises(UnsupportedSource):
             probe.probe(body, 10**9)
     # A PNG header declaring 30000x30000: refused before any decoding.
@@ -108,13 +146,22 @@ def test_probe_refuses_by_first_bytes_and_pixel_count():
         probe.probe(bomb + b"\x00" * 16, 50_000_000)
 
 
-@pytest.mark.parametrize(("w", "h", "fit", "size"), [
-    (200, None, "inside", (200, 133)), (None, 100, "inside", (150, 100)),
-    (300, 200, "cover", (300, 200)), (300, 200, "contain", (300, 200)), (300, 200, "inside", (300, 200)),
-    (300, 300, "inside", (300, 200)), (300, 300, "fill", (300, 300)),
-    (1000, None, "inside", (600, 400)), (1000, None, "fill", (1000, 667)),
-    (1200, 600, "cover", (600, 300)), (1200, 1200, "contain", (600, 600)),
-])
+@pytest.mark.parametrize(
+    ("w", "h", "fit", "size"),
+    [
+        (200, None, "inside", (200, 133)),
+        (None, 100, "inside", (150, 100)),
+        (300, 200, "cover", (300, 200)),
+        (300, 200, "contain", (300, 200)),
+        (300, 200, "inside", (300, 200)),
+        (300, 300, "inside", (300, 200)),
+        (300, 300, "fill", (300, 300)),
+        (1000, None, "inside", (600, 400)),
+        (1000, None, "fill", (1000, 667)),
+        (1200, 600, "cover", (600, 300)),
+        (1200, 1200, "contain", (600, 600)),
+    ],
+)
 def test_plan_sizes(w, h, fit, size):
     assert geometry.plan(600, 400, w, h, fit).size == size
 

@@ -11,8 +11,14 @@ VARIANTS = 10_000
 def fill(store, tag):
     for i in range(VARIANTS):
         key = variant_key_of("demo", f"p/{i % 500}.jpg", "v1", f"img:{i}x:inside:q80:auto", "other")
-        store.put_variant(key, {"content_type": "image/jpeg", "etag": '"e"'}, b"x" * 300, "demo",
-                          f"p/{i % 500}.jpg", ("project-demo", tag))
+        store.put_variant(
+            key,
+            {"content_type": "image/jpeg", "etag": '"e"'},
+            b"x" * 300,
+            "demo",
+            f"p/{i % 500}.jpg",
+            ("project-demo", tag),
+        )
 
 
 def test_purge_one_tag_of_ten_thousand_variants(benchmark, tmp_path):
@@ -33,13 +39,20 @@ def test_purge_is_under_a_second_and_hits_keep_flowing(tmp_path):
     store = Store(str(tmp_path / "cache"), 10**10)
     fill(store, "sale")
     other = variant_key_of("demo", "keep.jpg", "v1", "img:1x:inside:q80:auto", "other")
-    store.put_variant(other, {"content_type": "image/jpeg", "etag": '"k"'}, b"k" * 300, "demo", "keep.jpg",
-                      ("project-other",))
+    store.put_variant(
+        other,
+        {"content_type": "image/jpeg", "etag": '"k"'},
+        b"k" * 300,
+        "demo",
+        "keep.jpg",
+        ("project-other",),
+    )
     done, ready = multiprocessing.Event(), multiprocessing.Event()
     results = multiprocessing.Queue()
     # Hits come from another process, as from another gunicorn worker.
     reader = multiprocessing.get_context("fork").Process(
-        target=_hits, args=(str(tmp_path / "cache"), other, done, ready, results))
+        target=_hits, args=(str(tmp_path / "cache"), other, done, ready, results)
+    )
     reader.start()
     assert ready.wait(10)
     started = time.perf_counter()
