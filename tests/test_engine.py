@@ -120,3 +120,11 @@ def test_bytes_that_do_not_decode_raise_origin_error():
     with pytest.raises(OriginError):
         engine.decode_check(damaged, probe.probe(damaged, 10**9))
     engine.decode_check(body, probe.probe(body, 10**9))  # the whole file passes
+
+
+def test_policy_sets_no_process_time_limit():
+    """ImageMagick 6's time limit counts the process's whole life and then exits it."""
+    import wand.resource
+
+    assert wand.resource.limits["time"] > 10**9
+    assert wand.resource.limits["area"] == 400_000_000 and wand.resource.limits["memory"] == 1 << 30
