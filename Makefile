@@ -42,3 +42,9 @@ system-deps:
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .benchmarks
+
+# Benchmarks, with the numbers of their baselines (see BENCHMARKS.md).
+# `make bench PHOTOS=/path/to/photos`; by default ../shared/images when it exists.
+.PHONY: bench
+bench: system-deps deps
+	VENV=$(VENV) bench/bench.sh "$(PHOTOS)"

@@ -8,10 +8,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 class OriginState:
     def __init__(self):
-        self.files = {}             # path -> bytes
-        self.headers = {}           # path -> extra response headers
-        self.requests = []          # (method, path, request headers)
-        self.mode = "ok"            # ok | down (500) | slow | truncate | refuse
+        self.files = {}  # path -> bytes
+        self.headers = {}  # path -> extra response headers
+        self.requests = []  # (method, path, request headers)
+        self.mode = "ok"  # ok | down (500) | slow | truncate | refuse
         self.delay = 0.0
         self.lock = threading.Lock()
 

@@ -174,7 +174,6 @@ def test_rate_limit_counts_across_two_workers(gunicorn, tmp_path, folder):
         assert len(answers) < 200, "only one worker answered"
     assert [r.status_code for r in answers] == [200] * 10 + [429] * (len(answers) - 10)
     assert all(1 <= int(r.headers["Retry-After"]) <= 60 for r in answers[10:])
-    assert len({r.headers["X-Served-By"] for r in answers[10:]}) >= 1
 
 
 @pytest.mark.slow
