@@ -15,6 +15,7 @@ import time
 
 from . import logs
 from .settings import ConfigError, build_project
+from .statedb import StateDB
 
 REFRESH_INTERVAL = 0.5
 
@@ -29,24 +30,13 @@ class Registry:
         self._file_projects = dict(settings.projects)
         self._projects = dict(self._file_projects)
         self.path = os.path.join(settings.state_dir, "projects.db")
-        self._db = None
-        self._pid = None
+        self._state = StateDB(self.path, _SCHEMA)
         self._seen_version = None
         self._checked_at = 0.0
         self._lock = threading.Lock()
 
     def _conn(self):
-        if self._pid != os.getpid():
-            self._db, self._pid, self._seen_version = None, os.getpid(), None
-            try:
-                os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
-                db = sqlite3.connect(self.path, timeout=5, isolation_level=None, check_same_thread=False)
-                db.execute("PRAGMA journal_mode=WAL")
-                db.executescript(_SCHEMA)
-                self._db = db
-            except (OSError, sqlite3.Error) as exc:
-                logs.fault_once("projects_db_unavailable", path=self.path, error=str(exc))
-        return self._db
+        return self._state.get()
 
     def _refresh(self, force=False):
         now = time.monotonic()

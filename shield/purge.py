@@ -8,15 +8,19 @@ An `idempotency_key` seen before answers the first result again, from
 
 import json
 import os
-import sqlite3
 import time
 import uuid
 from dataclasses import dataclass
 
 from . import logs
 from .errors import BadRequest, Conflict
+from .statedb import StateDB
 
 MAX_SELECTORS = 1000
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS purges (
+    key TEXT PRIMARY KEY, request TEXT NOT NULL, result TEXT NOT NULL, created REAL NOT NULL);
+"""
 KEEP_RECORDS = 7 * 86400
 
 
@@ -41,7 +45,9 @@ def _str_list(body, name):
 def _split(url_path, name, prefix=False):
     """'/demo/a/b.jpg' -> ('demo', 'a/b.jpg')."""
     if "?" in url_path or "#" in url_path:
-        raise BadRequest(f"{name}: {url_path!r} has a query; a purge covers every variant of a file, give its path alone")
+        raise BadRequest(
+            f"{name}: {url_path!r} has a query; a purge covers every variant of a file, give its path alone"
+        )
     if not url_path.startswith("/") or url_path.count("/") < 2:
         raise BadRequest(f"{name}: {url_path!r} is not /<project>/<path>")
     project, _, path = url_path[1:].partition("/")
@@ -79,31 +85,18 @@ class Purger:
     def __init__(self, store, stats, state_dir):
         self.store = store
         self.stats = stats
-        self.path = os.path.join(state_dir, "purges.db")
-        self._db = None
-        self._pid = None
+        self._state = StateDB(os.path.join(state_dir, "purges.db"), _SCHEMA)
 
     def _conn(self):
-        if self._pid != os.getpid():
-            self._db, self._pid = None, os.getpid()
-            try:
-                os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
-                db = sqlite3.connect(self.path, timeout=5, isolation_level=None, check_same_thread=False)
-                db.execute("PRAGMA journal_mode=WAL")
-                db.execute(
-                    "CREATE TABLE IF NOT EXISTS purges (key TEXT PRIMARY KEY, request TEXT NOT NULL,"
-                    " result TEXT NOT NULL, created REAL NOT NULL)"
-                )
-                self._db = db
-            except (OSError, sqlite3.Error) as exc:
-                logs.fault_once("purges_db_unavailable", error=str(exc))
-        return self._db
+        return self._state.get()
 
     def run(self, req):
         db = self._conn()
         fingerprint = json.dumps([req.tags, req.paths, req.prefixes, req.everything])
         if req.idempotency_key and db is not None:
-            row = db.execute("SELECT request, result FROM purges WHERE key = ?", (req.idempotency_key,)).fetchone()
+            row = db.execute(
+                "SELECT request, result FROM purges WHERE key = ?", (req.idempotency_key,)
+            ).fetchone()
             if row:
                 if row[0] != fingerprint:
                     raise Conflict("This idempotency_key was used for a different purge; use a new key.")

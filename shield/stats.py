@@ -12,6 +12,7 @@ import time
 from collections import defaultdict
 
 from . import logs, metrics
+from .statedb import StateDB
 
 FLUSH_INTERVAL = 0.5
 COUNTERS = (
@@ -37,27 +38,14 @@ CREATE TABLE IF NOT EXISTS counters (
 
 class Stats:
     def __init__(self, cache_dir):
-        self.path = os.path.join(cache_dir, "stats.db")
+        self._state = StateDB(os.path.join(cache_dir, "stats.db"), _SCHEMA)
         self._buffer = defaultdict(int)
         self._last_flush = time.monotonic()
-        self._db = None
-        self._pid = None
         self._lock = threading.Lock()
         self._flusher_pid = None
 
     def _conn(self):
-        if self._pid != os.getpid():
-            self._db, self._pid = None, os.getpid()
-            try:
-                os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
-                db = sqlite3.connect(self.path, timeout=5, isolation_level=None, check_same_thread=False)
-                db.execute("PRAGMA journal_mode=WAL")
-                db.execute("PRAGMA synchronous=NORMAL")
-                db.executescript(_SCHEMA)
-                self._db = db
-            except (OSError, sqlite3.Error) as exc:
-                logs.fault_once("stats_unavailable", path=self.path, error=str(exc))
-        return self._db
+        return self._state.get()
 
     def incr(self, project, name, value=1):
         self._buffer[(int(time.time() // 60), project or "", name)] += value

@@ -1,0 +1,36 @@
+"""Small SQLite files in state_dir, one connection per worker process."""
+
+import os
+import sqlite3
+
+from . import logs
+
+
+class StateDB:
+    """A SQLite file opened lazily, once per process (workers fork after the app is built).
+
+    `get()` answers the connection, or None when the file cannot be opened;
+    the fault is then logged once and callers carry on without it.
+    """
+
+    def __init__(self, path, schema):
+        self.path = path
+        self.schema = schema
+        self._db = None
+        self._pid = None
+
+    def get(self):
+        if self._pid != os.getpid():
+            self._db, self._pid = None, os.getpid()
+            try:
+                os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
+                db = sqlite3.connect(self.path, timeout=5, isolation_level=None, check_same_thread=False)
+                db.execute("PRAGMA journal_mode=WAL")
+                db.execute("PRAGMA synchronous=NORMAL")
+                db.executescript(self.schema)
+                self._db = db
+            except (OSError, sqlite3.Error) as exc:
+                logs.fault_once(
+                    f"state_db_unavailable:{os.path.basename(self.path)}", path=self.path, error=str(exc)
+                )
+        return self._db
