@@ -1,7 +1,7 @@
 """The management API under /v1 (contract section 6): purge, stats, projects."""
 
 import hmac
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from flask import Blueprint, current_app, request
 
@@ -78,7 +78,7 @@ def _time_arg(name):
             name, f"expected an ISO 8601 time such as 2026-11-23T12:00:00Z, got {raw[:40]!r}"
         ) from None
     # A time without a zone is UTC, whatever the server's local zone.
-    return (when if when.tzinfo else when.replace(tzinfo=timezone.utc)).timestamp()
+    return (when if when.tzinfo else when.replace(tzinfo=UTC)).timestamp()
 
 
 @admin.get("/stats")
