@@ -13,6 +13,21 @@ from shield.web import create_app
 from tests.origin_server import OriginServer
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ADMIN_TOKEN = "test-admin-token-0123456789"
+
+
+def server_config(tmp_path, projects, extra=""):
+    """TOML for a gunicorn test server: a temporary cache and state, the test admin token."""
+    return f"""
+[shield]
+cache_dir = "{tmp_path}/cache"
+state_dir = "{tmp_path}/state"
+admin_token = "{ADMIN_TOKEN}"
+served_by_header = true
+{extra}
+
+{projects}
+"""
 
 
 @pytest.fixture(autouse=True)

@@ -6,6 +6,7 @@ import pytest
 import requests
 
 from tests import imaging
+from tests.conftest import server_config
 
 TOKEN = "test-admin-token-0123456789"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -233,17 +234,7 @@ def metric_sum(text, name):
 @pytest.mark.slow
 def test_across_two_workers(gunicorn, tmp_path, folder, origin):
     origin.state.put("/a.jpg", imaging.sample("rocket.jpg"))
-    config = f"""
-[shield]
-cache_dir = "{tmp_path}/cache"
-state_dir = "{tmp_path}/state"
-admin_token = "{TOKEN}"
-served_by_header = true
-
-[projects.web]
-origin = "{origin.url}"
-allow_private_origin = true
-"""
+    config = server_config(tmp_path, f'[projects.web]\norigin = "{origin.url}"\nallow_private_origin = true')
     server = gunicorn(config, workers=2)
 
     def get(url, **kw):

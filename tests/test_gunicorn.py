@@ -6,22 +6,13 @@ import pytest
 import requests
 
 from tests import imaging
+from tests.conftest import server_config
 
 pytestmark = pytest.mark.slow
 
 
-def config(tmp_path, folder, extra=""):
-    return f"""
-[shield]
-cache_dir = "{tmp_path}/cache"
-state_dir = "{tmp_path}/state"
-admin_token = "test-admin-token-0123456789"
-served_by_header = true
-{extra}
-
-[projects.demo]
-origin = "{folder}/"
-"""
+def config(tmp_path, folder):
+    return server_config(tmp_path, f'[projects.demo]\norigin = "{folder}/"')
 
 
 def serve_from_each_worker(server, url, want, headers=None, tries=200):

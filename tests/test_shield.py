@@ -8,6 +8,7 @@ import pytest
 import requests
 
 from tests import imaging
+from tests.conftest import server_config
 
 TOKEN = "test-admin-token-0123456789"
 
@@ -190,17 +191,7 @@ def test_fifty_concurrent_requests_one_fetch_one_transform(gunicorn, tmp_path, o
     )
     origin.state.delay = 0.3  # a slow origin makes the 50 overlap
     server = gunicorn(
-        f"""
-[shield]
-cache_dir = "{tmp_path}/cache"
-state_dir = "{tmp_path}/state"
-admin_token = "{TOKEN}"
-served_by_header = true
-
-[projects.web]
-origin = "{origin.url}"
-allow_private_origin = true
-""",
+        server_config(tmp_path, f'[projects.web]\norigin = "{origin.url}"\nallow_private_origin = true'),
         workers=2,
     )
 

@@ -11,7 +11,7 @@ from tests import imaging
 
 TOKEN = "test-admin-token-0123456789"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
-FACE_AT = (1400, 40)   # where the astronaut is pasted in the wide picture
+FACE_AT = (1400, 40)  # where the astronaut is pasted in the wide picture
 
 
 def wide_picture():
@@ -26,7 +26,7 @@ def offset_in(crop, picture):
     strip = np.asarray(crop.convert("L"), dtype=np.int32)[200:400]
     whole = np.asarray(picture.convert("L"), dtype=np.int32)[200:400]
     width = strip.shape[1]
-    errors = [np.abs(whole[:, x:x + width] - strip).mean() for x in range(whole.shape[1] - width + 1)]
+    errors = [np.abs(whole[:, x : x + width] - strip).mean() for x in range(whole.shape[1] - width + 1)]
     return int(np.argmin(errors)), min(errors)
 
 
@@ -38,8 +38,11 @@ def smart(make_app, folder):
     flat.paste(obj, (1300, 300))
     (folder / "object.png").write_bytes(imaging.encode(flat, "PNG"))
     quads = Image.new("RGB", (200, 200))
-    for (x, y), colour in zip([(0, 0), (100, 0), (0, 100), (100, 100)],
-                              [(200, 60, 60), (60, 200, 60), (60, 60, 200), (200, 200, 60)], strict=True):
+    for (x, y), colour in zip(
+        [(0, 0), (100, 0), (0, 100), (100, 100)],
+        [(200, 60, 60), (60, 200, 60), (60, 60, 200), (200, 200, 60)],
+        strict=True,
+    ):
         quads.paste(Image.new("RGB", (100, 100), colour), (x, y))
     (folder / "quads.png").write_bytes(imaging.encode(quads, "PNG"))
     app = make_app({"demo": {"origin": str(folder) + "/"}}, admin_token=TOKEN)
@@ -94,8 +97,9 @@ def test_fit_auto_keeps_the_salient_object(smart):
     # The object (at x 1300-1420 of 1600) is in the crop: plenty of pixels far from the flat grey.
     differs = (np.abs(crop - 200).sum(axis=2) > 60).sum()
     assert differs > 120 * 120 * 0.5
-    cover = np.asarray(imaging.decode(c.get("/demo/object.png?w=300&h=600&fmt=png").data).convert("RGB"),
-                       dtype=np.int32)
+    cover = np.asarray(
+        imaging.decode(c.get("/demo/object.png?w=300&h=600&fmt=png").data).convert("RGB"), dtype=np.int32
+    )
     assert (np.abs(cover - 200).sum(axis=2) > 60).sum() < 100
 
 
@@ -118,8 +122,10 @@ def test_blurhash_answers_json_that_decodes_to_the_quadrant_colours(smart):
     assert c.get("/demo/quads.png?blur=true&bx=10").status_code == 400
 
 
-@pytest.mark.parametrize(("accept", "ctype"), [("image/avif,image/webp", "image/avif"),
-                                               ("image/webp", "image/webp"), ("*/*", "image/jpeg")])
+@pytest.mark.parametrize(
+    ("accept", "ctype"),
+    [("image/avif,image/webp", "image/avif"), ("image/webp", "image/webp"), ("*/*", "image/jpeg")],
+)
 def test_lqip_is_tiny_and_negotiated(smart, accept, ctype):
     _app, c = smart
     resp = c.get("/demo/coffee.png?lqip=true&w=600", headers={"Accept": accept})
