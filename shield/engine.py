@@ -106,8 +106,16 @@ def _decoding_errors():
         yield
     except ResourceLimitError as exc:
         raise SourceTooLarge(f"The original is too large to process: {_short(exc)}") from None
-    except (WandException, CorruptImageWarning, CoderWarning, OSError, ValueError, SyntaxError,
-            RuntimeError, TypeError) as exc:
+    except (
+        WandException,
+        CorruptImageWarning,
+        CoderWarning,
+        OSError,
+        ValueError,
+        SyntaxError,
+        RuntimeError,
+        TypeError,
+    ) as exc:
         # RuntimeError: libavif; TypeError: a wand left with no image (an empty blob).
         raise OriginError(f"The original does not decode: {_short(exc)}") from None
 

@@ -23,8 +23,8 @@ from .errors import Gone, NotFound, OriginError, OriginTimeout, SourceTooLarge
 from .tags import origin_tags
 
 MAX_REDIRECTS = 3
-MAX_PATH = 1024     # characters of a file path; longer is no file anybody serves
-MAX_SEGMENT = 255   # bytes of one path segment: the limit of every common filesystem
+MAX_PATH = 1024  # characters of a file path; longer is no file anybody serves
+MAX_SEGMENT = 255  # bytes of one path segment: the limit of every common filesystem
 USER_AGENT = "shield/1.0 (+image origin shield)"
 _SEGMENT_BAD = re.compile(r"[\x00-\x1f\x7f\\]")
 

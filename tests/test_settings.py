@@ -20,32 +20,43 @@ def test_no_file_serves_the_demo_project(tmp_path, monkeypatch):
 
 
 def test_file_and_environment_overrides(tmp_path):
-    path = write(tmp_path, '[shield]\norigin_timeout = 3\ncache_max_bytes = 50_000_000\n'
-                           '[projects.shop]\norigin = "https://img.example/x"\nquality = 70\n')
-    loaded = settings.load(environ={"SHIELD_CONFIG": path, "SHIELD_ORIGIN_TIMEOUT": "2.5",
-                                    "SHIELD_TRUSTED_PROXIES": "10.0.0.0/8, 127.0.0.1"})
+    path = write(
+        tmp_path,
+        "[shield]\norigin_timeout = 3\ncache_max_bytes = 50_000_000\n"
+        '[projects.shop]\norigin = "https://img.example/x"\nquality = 70\n',
+    )
+    loaded = settings.load(
+        environ={
+            "SHIELD_CONFIG": path,
+            "SHIELD_ORIGIN_TIMEOUT": "2.5",
+            "SHIELD_TRUSTED_PROXIES": "10.0.0.0/8, 127.0.0.1",
+        }
+    )
     assert loaded.origin_timeout == 2.5 and loaded.cache_max_bytes == 50_000_000
     assert loaded.trusted_proxies == ["10.0.0.0/8", "127.0.0.1"]
     shop = loaded.projects["shop"]
     assert (shop.origin, shop.quality, shop.is_http) == ("https://img.example/x/", 70, True)
 
 
-@pytest.mark.parametrize(("text", "env", "named"), [
-    ("[shield]\ncolour = 1\n", {}, "shield.colour"),
-    ("[shield]\nmax_source_bytes = -1\n", {}, "shield.max_source_bytes"),
-    ("[shield]\norigin_timeout = 'soon'\n", {}, "shield.origin_timeout"),
-    ("", {"SHIELD_ADMIN_TOKEN": "short"}, "shield.admin_token"),
-    ("", {"SHIELD_CACHE_MAX_BYTES": "lots"}, "shield.cache_max_bytes"),
-    ("", {"SHIELD_TRUSTED_PROXIES": "not-an-ip"}, "shield.trusted_proxies"),
-    ("[projects.shop]\nquality = 70\n", {}, "projects.shop.origin"),
-    ("[projects.shop]\norigin = 'x/'\nquality = 500\n", {}, "projects.shop.quality"),
-    ("[projects.shop]\norigin = 'ftp://x/'\n", {}, "projects.shop.origin"),
-    ("[projects.metrics]\norigin = 'x/'\n", {}, "projects.metrics"),
-    ("[projects.Shop]\norigin = 'x/'\n", {}, "projects.Shop"),
-    ("[projects.shop]\norigin = 'x/'\nsigning_key = 'short'\n", {}, "projects.shop.signing_key"),
-    ("[other]\nx = 1\n", {}, "other"),
-    ("[shield\n", {}, "not valid TOML"),
-])
+@pytest.mark.parametrize(
+    ("text", "env", "named"),
+    [
+        ("[shield]\ncolour = 1\n", {}, "shield.colour"),
+        ("[shield]\nmax_source_bytes = -1\n", {}, "shield.max_source_bytes"),
+        ("[shield]\norigin_timeout = 'soon'\n", {}, "shield.origin_timeout"),
+        ("", {"SHIELD_ADMIN_TOKEN": "short"}, "shield.admin_token"),
+        ("", {"SHIELD_CACHE_MAX_BYTES": "lots"}, "shield.cache_max_bytes"),
+        ("", {"SHIELD_TRUSTED_PROXIES": "not-an-ip"}, "shield.trusted_proxies"),
+        ("[projects.shop]\nquality = 70\n", {}, "projects.shop.origin"),
+        ("[projects.shop]\norigin = 'x/'\nquality = 500\n", {}, "projects.shop.quality"),
+        ("[projects.shop]\norigin = 'ftp://x/'\n", {}, "projects.shop.origin"),
+        ("[projects.metrics]\norigin = 'x/'\n", {}, "projects.metrics"),
+        ("[projects.Shop]\norigin = 'x/'\n", {}, "projects.Shop"),
+        ("[projects.shop]\norigin = 'x/'\nsigning_key = 'short'\n", {}, "projects.shop.signing_key"),
+        ("[other]\nx = 1\n", {}, "other"),
+        ("[shield\n", {}, "not valid TOML"),
+    ],
+)
 def test_bad_configuration_refuses_to_start_naming_the_key(tmp_path, text, env, named):
     path = write(tmp_path, text)
     with pytest.raises(ConfigError) as err:
