@@ -117,7 +117,9 @@ def _unpack_entry(found):
         if len(body) != header.get("size"):
             return None
         return Entry(header, body, len(body))
-    fh = found
+    # Read through the unbuffered file: a buffered reader would leave the OS file
+    # position past the header, and sendfile starts from the OS position.
+    fh = found.detach() if hasattr(found, "detach") else found
     try:
         head = fh.read(_HEADER.size)
         if len(head) != _HEADER.size or head[:4] != ENTRY_MAGIC:

@@ -51,3 +51,17 @@ def test_cache_survives_a_restart(gunicorn, tmp_path, folder):
     resp = requests.get(again.url + "/demo/rocket.jpg?w=99", timeout=30)
     assert resp.headers["X-Cache"] == "HIT" and resp.content == first.content
     assert os.path.isdir(tmp_path / "cache")
+
+
+def test_large_cached_variants_are_sent_whole(gunicorn, tmp_path, folder):
+    """Variants of 32 KB and more live in their own file and go out with sendfile."""
+    server = gunicorn(config(tmp_path, folder))
+    url = server.url + "/demo/coffee.png?w=500&fmt=png"
+    first = requests.get(url, timeout=30)
+    assert first.headers["X-Cache"] == "MISS" and len(first.content) > 100_000
+    for _ in range(3):
+        again = requests.get(url, timeout=30)
+        assert again.headers["X-Cache"] == "HIT"
+        assert len(again.content) == int(again.headers["Content-Length"]) == len(first.content)
+        assert again.content == first.content
+    assert imaging.decode(again.content).size == (500, 333)
