@@ -181,15 +181,28 @@ class Bench:
             self.stop(server)
 
     def check_crashes(self, server):
-        """gunicorn's log of a shield instance: workers that died, and ImageMagick's last words."""
-        died, causes = 0, set()
-        for line in server.log_tail(10**7).splitlines():
+        """gunicorn's log of a shield instance: workers that died, and errors (500s, tracebacks)."""
+        died, causes, errors = 0, set(), []
+        lines = server.log_tail(10**8).splitlines()
+        for i, line in enumerate(lines):
             if "exited with code" in line or "was sent SIG" in line or "WORKER TIMEOUT" in line:
                 died += 1
             elif "limit exceeded" in line or "Fatal" in line:
                 causes.add(line.strip()[:160])
+            elif "[ERROR] Error handling request" in line:
+                # The exception is the traceback's last line, before the next log line.
+                tail = [x for x in lines[i + 1 : i + 80] if x.strip()]
+                end = next((j for j, x in enumerate(tail) if x.startswith(("{", "["))), len(tail))
+                cause = tail[end - 1].strip() if end else ""
+                errors.append(f"{line.split('[ERROR] ', 1)[1].strip()}: {cause}"[:300])
+            elif line.startswith("{") and '"level":"error"' in line:
+                errors.append(line.strip()[:300])
         if died:
             self.crashes.append((server.name, died, sorted(causes)))
+        if errors:
+            self.notes.append(
+                f"{server.name}: {len(errors)} request(s) failed with a server error; the first: {errors[0]}"
+            )
 
     # -- phases
 
@@ -948,21 +961,33 @@ def report(r, notes, bench):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        description="shield's hits, misses, memory and scale, each next to a baseline measured in the same run."
+    )
     default_photos = os.path.join(os.path.dirname(ROOT), "shared", "images")
-    parser.add_argument("--photos", default=default_photos if os.path.isdir(default_photos) else "")
+    parser.add_argument(
+        "--photos",
+        default=default_photos if os.path.isdir(default_photos) else "",
+        help="folder of large JPEG photos (the first three of 1600x1000 or more are used)",
+    )
     parser.add_argument("--thumbor", default=os.path.join(ROOT, "bench", ".venv-thumbor", "bin", "thumbor"))
     parser.add_argument("--wrk", default="wrk")
     parser.add_argument("--seconds", type=int, default=4, help="length of each hit run")
     parser.add_argument("--rounds", type=int, default=3, help="hit runs per server (median kept)")
     parser.add_argument("--miss-seconds", type=int, default=4, help="length of each miss run")
     parser.add_argument("--miss-rounds", type=int, default=3, help="miss runs per server (median kept)")
-    parser.add_argument("--engine-rounds", type=int, default=3)
-    parser.add_argument("--probe-pause-ms", type=int, default=20)
-    parser.add_argument("--scale-entries", type=int, default=100_000)
-    parser.add_argument("--fill-seconds", type=int, default=80)
-    parser.add_argument("--cache-max-bytes", type=int, default=2_000_000_000)
-    parser.add_argument("--out", default=os.path.join(ROOT, "bench", "results"))
+    parser.add_argument(
+        "--engine-rounds", type=int, default=3, help="in-process renders per photo and format"
+    )
+    parser.add_argument(
+        "--probe-pause-ms", type=int, default=20, help="pause of each of the 8 latency-probe connections"
+    )
+    parser.add_argument("--scale-entries", type=int, default=100_000, help="variants in the large cache")
+    parser.add_argument("--fill-seconds", type=int, default=80, help="time allowed to fill the large cache")
+    parser.add_argument("--cache-max-bytes", type=int, default=2_000_000_000, help="shield's cache_max_bytes")
+    parser.add_argument(
+        "--out", default=os.path.join(ROOT, "bench", "results"), help="where latest.md/json go"
+    )
     parser.add_argument("--keep", action="store_true", help="keep the work folder (logs, caches)")
     args = parser.parse_args()
     bench = Bench(args)

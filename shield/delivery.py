@@ -21,6 +21,7 @@ from .store import Entry, meta_key_of, original_key_of, variant_key_of
 
 PROCESS_PASSTHROUGH = "passthrough"
 PROCESS_TRANSFORMED = "transformed"
+STORED_ELSEWHERE = object()  # the variant appeared in the cache while this request waited
 LQIP_SIDE = 64
 LQIP_QUALITY = 30
 REFRESH_AHEAD = 0.1  # revalidate in the background in the last tenth of freshness
@@ -108,14 +109,30 @@ class Delivery:
         made = self.flight.once(
             key,
             make=lambda: self._make_variant(project, req.path, original, transform, klass, key),
-            check=lambda: self.store.get_variant(key),
+            check=lambda: self._stored_elsewhere(key),
             timeout=self.settings.origin_timeout,
         )
-        entry, stored, process_ms = made if isinstance(made, tuple) else (made, True, None)
+        if made is STORED_ELSEWHERE:
+            # Another worker made it. Followers share this answer, so each opens the
+            # cache file itself: an open file can be sent once only.
+            entry = self.store.get_variant(key)
+            made = (
+                (entry, True, None)
+                if entry is not None
+                else self._make_variant(project, req.path, original, transform, klass, key)
+            )
+        entry, stored, process_ms = made
         x_cache = "STALE" if original.state == "stale" else ("MISS" if process_ms is not None else "HIT")
         return self._reply(
             req, project, entry, x_cache, started, stored=stored, original=original, process_ms=process_ms
         )
+
+    def _stored_elsewhere(self, key):
+        entry = self.store.get_variant(key)
+        if entry is None:
+            return None
+        entry.close()
+        return STORED_ELSEWHERE
 
     # -- originals
 
