@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from . import engine, geometry, logs, negotiate, params, placeholders, probe, smartcrop, tags
 from .errors import Gone, NotFound, OriginError, OriginFailure, ProjectNotFound, ShieldError
 from .headers import cache_status, etag_matches, image_headers, not_modified_headers, server_timing
+from .hot import HOT_TTL, HotEntry, HotSet
 from .origin import gevent_patched, make_origin, safe_segments
 from .store import Entry, meta_key_of, original_key_of, variant_key_of
 
@@ -31,7 +32,8 @@ REFRESH_AHEAD = 0.1  # revalidate in the background in the last tenth of freshne
 class Request:
     project: str
     path: str
-    args: dict
+    args: dict | None = None  # parsed from `query` when None
+    query: str = ""  # the raw query string
     accept: str = ""
     if_none_match: str = ""
     referer: str = ""
@@ -73,16 +75,26 @@ class Delivery:
         self.guard = guard  # signatures, referers, rate limits (security.Guard)
         self._origins = {}
         self._refreshing = set()
+        self.hot = HotSet()
 
     # -- the request
 
     def serve(self, req):
         started = time.perf_counter()
+        hot_key = (req.project, req.path, req.query, req.accept)
+        hot = self.hot.get(hot_key)
+        if hot is not None:
+            reply = self._serve_hot(req, hot, started)
+            if reply is not None:
+                return reply
+        generation = self.store.generation.current()
         project = self.projects.get(req.project)
         if project is None or not project.enabled:
             raise ProjectNotFound(f"No project named {req.project!r}.")
         if safe_segments(req.path) is None:
             raise NotFound()
+        if req.args is None:
+            req.args = params.parse_query(req.query)
         if self.guard is not None:
             self.guard.check_request(project, req)
         transform = params.parse(req.args, project.quality, project.max_width, project.max_height)
@@ -101,8 +113,11 @@ class Delivery:
         )
         entry = self.store.get_variant(key)
         if entry is not None:
-            x_cache = "STALE" if original.state == "stale" else "HIT"
-            return self._reply(req, project, entry, x_cache, started, stored=True, original=original)
+            if original.state == "stale":
+                return self._reply(req, project, entry, "STALE", started, stored=True, original=original)
+            if not req.head and generation is not None:
+                self._keep_hot(hot_key, generation, project, original, entry)
+            return self._reply(req, project, entry, "HIT", started, stored=True, original=original)
 
         if self.guard is not None:
             self.guard.check_miss(project, req)
@@ -126,6 +141,45 @@ class Delivery:
         return self._reply(
             req, project, entry, x_cache, started, stored=stored, original=original, process_ms=process_ms
         )
+
+    # -- the hot set (hot.py)
+
+    def _serve_hot(self, req, hot, started):
+        """The kept answer, or None when it no longer holds (then the disk path runs)."""
+        project = self.projects.get(req.project)
+        if self.store.generation.current() != hot.generation:
+            self.hot.clear()  # a purge ran somewhere: let go of everything kept before it
+            return None
+        if project is not hot.project or time.time() >= hot.valid_until:
+            self.hot.discard((req.project, req.path, req.query, req.accept))
+            return None
+        if self.guard is not None:
+            if req.args is None and project.signing_key:
+                req.args = params.parse_query(req.query)
+            self.guard.check_request(project, req)
+        headers = dict(hot.headers)
+        headers["Server-Timing"] = server_timing("HIT", (time.perf_counter() - started) * 1000)
+        if etag_matches(req.if_none_match, hot.etag):
+            return Reply(304, not_modified_headers(headers), b"", "HIT", project.name)
+        if req.head:
+            return Reply(200, headers, b"", "HIT", project.name)
+        return Reply(200, headers, hot.body, "HIT", project.name)
+
+    def _keep_hot(self, hot_key, generation, project, original, entry):
+        """Remember a fresh hit's answer in memory (its body read now if it is a file)."""
+        if project.private or entry.size > self.hot.max_body:
+            return
+        meta, now = original.meta, time.time()
+        lifetime = meta["fresh_until"] - meta.get("validated_at", meta.get("fetched_at", now))
+        valid_until = min(now + HOT_TTL, meta["fresh_until"] - max(0.0, lifetime) * REFRESH_AHEAD)
+        if valid_until <= now:
+            return
+        if not isinstance(entry.body, bytes):
+            entry.body = entry.read_body()
+            if len(entry.body) != entry.size:
+                return
+        headers = self._entry_headers(entry, "HIT", "", cache_status("HIT", stored=True), private=False)
+        self.hot.put(hot_key, HotEntry(generation, valid_until, project, headers, entry.header["etag"], entry.body))
 
     def _stored_elsewhere(self, key):
         entry = self.store.get_variant(key)
@@ -449,7 +503,19 @@ class Delivery:
         status_value = cache_status(
             x_cache, stored=stored, fwd_status=original.fwd_status if original else None
         )
-        headers = image_headers(
+        headers = self._entry_headers(entry, x_cache, timing, status_value, private)
+        if etag_matches(req.if_none_match, h["etag"]):
+            entry.close()
+            return Reply(304, not_modified_headers(headers), b"", x_cache, project.name)
+        if req.head:
+            entry.close()
+            return Reply(200, headers, b"", x_cache, project.name)
+        return Reply(200, headers, entry.body, x_cache, project.name)
+
+    @staticmethod
+    def _entry_headers(entry, x_cache, timing, status_value, private):
+        h = entry.header
+        return image_headers(
             content_type=h["content_type"],
             length=entry.size,
             etag=h["etag"],
@@ -460,10 +526,3 @@ class Delivery:
             private=private,
             smart_crop=bool(h.get("smart_crop")),
         )
-        if etag_matches(req.if_none_match, h["etag"]):
-            entry.close()
-            return Reply(304, not_modified_headers(headers), b"", x_cache, project.name)
-        if req.head:
-            entry.close()
-            return Reply(200, headers, b"", x_cache, project.name)
-        return Reply(200, headers, entry.body, x_cache, project.name)

@@ -34,10 +34,19 @@ COUNTERS = {
 CACHE_BYTES = Gauge("shield_cache_bytes", "Bytes held by the cache.", multiprocess_mode="max")
 
 
+_children = {}
+
+
 def observe_request(status, cache, seconds):
-    label = (cache or "none").lower()
-    REQUESTS.labels(status=str(status), cache=label).inc()
-    LATENCY.labels(cache=label).observe(seconds)
+    children = _children.get((status, cache))
+    if children is None:
+        label = (cache or "none").lower()
+        children = _children[(status, cache)] = (
+            REQUESTS.labels(status=str(status), cache=label),
+            LATENCY.labels(cache=label),
+        )
+    children[0].inc()
+    children[1].observe(seconds)
 
 
 def count(name, value):

@@ -1,7 +1,9 @@
 """URL parameters -> one normalised, hashable Transform (no I/O)."""
 
+import codecs
 import re
 from dataclasses import dataclass
+from urllib.parse import parse_qsl, quote
 
 from .errors import InvalidParam
 
@@ -13,6 +15,23 @@ KNOWN = ("w", "h", "dpr", "fit", "q", "fmt", "blur", "lqip", "bx", "by")
 
 _INT = re.compile(r"^[0-9]{1,6}$")
 _NUMBER = re.compile(r"^[0-9]{1,2}(\.[0-9]{1,4})?$")
+
+
+def _keep_quoted(exc):
+    """Percent-encoded bytes that are not UTF-8 stay percent-encoded (as Werkzeug does)."""
+    return quote(exc.object[exc.start : exc.end], safe=""), exc.end
+
+
+codecs.register_error("shield.keep_quoted", _keep_quoted)
+
+
+def parse_query(query):
+    """A raw query string as {name: first value}, in the order names first appear."""
+    args = {}
+    if query:
+        for name, value in parse_qsl(query, keep_blank_values=True, errors="shield.keep_quoted"):
+            args.setdefault(name, value)
+    return args
 
 
 @dataclass(frozen=True)

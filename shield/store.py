@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import diskcache
 
 from . import logs
+from .hot import Generation
 
 ENTRY_MAGIC = b"SHV1"
 _HEADER = struct.Struct(">4sI")
@@ -158,6 +159,9 @@ class Store:
         self._pid = None
         self._failed_at = None
         self._local = _real_thread_local()
+        # Moves forward after every purge and every dropped set of variants, so
+        # workers' in-memory hot sets (hot.py) let go of what was removed.
+        self.generation = Generation(os.path.join(cache_dir, "generation"))
 
     # -- opening (lazily, once per process: workers fork after the app is built)
 
@@ -305,8 +309,11 @@ class Store:
             files = {(r[1], r[2]) for r in rows}
             if file_sql:
                 files |= set(self._index.execute(file_sql, params).fetchall())
-            removed = self._delete_keys(cache, keys)
-            self._forget_files(cache, files)
+            try:
+                removed = self._delete_keys(cache, keys)
+                self._forget_files(cache, files)
+            finally:
+                self.generation.bump()
             return removed
 
         return self._guard("purge", 0, run)
@@ -354,7 +361,10 @@ class Store:
                 )
                 if marker is None or marker not in k
             ]
-            return self._delete_keys(cache, keys)
+            try:
+                return self._delete_keys(cache, keys)
+            finally:
+                self.generation.bump()
 
         return self._guard("purge", 0, run)
 

@@ -1,15 +1,23 @@
-"""The Flask layer: translates HTTP to the core and back, and nothing more."""
+"""The HTTP layer: translates HTTP to the core and back, and nothing more.
+
+Image GETs and HEADs, nearly all of the traffic, are answered straight from
+WSGI in front of Flask (`ImageFrontDoor`): building Flask's request and
+response objects cost more than the cache lookup itself. Everything else
+(the admin API, /health, /metrics, other methods) goes through Flask.
+"""
 
 import hmac
 import json
 import logging
 import os
+import re
 import socket
 import time
 
 from flask import Flask, Response, request
 from werkzeug.exceptions import HTTPException
-from werkzeug.wsgi import wrap_file
+from werkzeug.http import remove_entity_headers
+from werkzeug.wsgi import FileWrapper, wrap_file
 
 from . import logs, metrics
 from . import settings as settings_mod
@@ -26,6 +34,10 @@ from .stats import Stats
 from .store import Store
 
 ERROR_HEADERS = {"Cache-Control": "no-store", **SECURITY_HEADERS}
+IMAGE_METHODS = ("GET", "HEAD")
+FILE_CHUNK = 64 * 1024
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_STATUS_LINES = {}
 
 
 class Services:
@@ -43,6 +55,7 @@ class Services:
         self.delivery = Delivery(
             settings, self.store, self.stats, self.pool, self.flight, self.projects, guard=Guard(settings)
         )
+        self.served_by = f"{socket.gethostname()}-{{pid}}" if settings.served_by_header else None
 
 
 def create_app(config=None):
@@ -76,14 +89,12 @@ def create_app(config=None):
         logs.logger.exception("unhandled_error", extra={"fields": {"path": request.path}})
         return error_response(ShieldError())
 
-    served_by = f"{socket.gethostname()}-{{pid}}"
-
     @app.after_request
     def security_headers(resp):
         for name, value in SECURITY_HEADERS.items():
             resp.headers.setdefault(name, value)
-        if settings.served_by_header:
-            resp.headers["X-Served-By"] = served_by.format(pid=os.getpid())
+        if services.served_by:
+            resp.headers["X-Served-By"] = services.served_by.format(pid=os.getpid())
         return resp
 
     @app.get("/health")
@@ -103,44 +114,146 @@ def create_app(config=None):
 
     app.register_blueprint(admin)
 
-    @app.route("/<project>/<path:path>", methods=["GET", "HEAD"])
+    @app.route("/<project>/<path:path>", methods=IMAGE_METHODS)
     def image(project, path):
-        started = time.perf_counter()
-        req = Request(
-            project=project,
-            path=path,
-            args=request.args,
-            accept=request.headers.get("Accept", ""),
-            if_none_match=request.headers.get("If-None-Match", ""),
-            referer=request.headers.get("Referer", ""),
-            client_ip=services.client_address.of(
-                request.remote_addr or "", request.headers.get("X-Forwarded-For", "")
-            ),
-            head=request.method == "HEAD",
+        # Image URLs the front door leaves to Flask (odd paths): the same exchange.
+        status, headers, body = answer_image(
+            services, request.environ, request.path, project, path, request.query_string.decode(), request.args
         )
-        status, x_cache, sent = 500, "", 0
-        try:
-            reply = services.delivery.serve(req)
-            status, x_cache = reply.status, reply.x_cache
-            sent = int(reply.headers.get("Content-Length", 0)) if status == 200 and not req.head else 0
-            return to_response(reply)
-        except ShieldError as exc:
-            status = exc.status
-            raise
-        finally:
-            count(services.stats, project, status, x_cache, sent)
-            metrics.observe_request(status, x_cache, time.perf_counter() - started)
-            logs.event(
-                "request",
-                method=request.method,
-                path=request.path,
-                status=status,
-                cache=x_cache or None,
-                bytes=sent,
-                ms=round((time.perf_counter() - started) * 1000, 2),
-            )
+        if hasattr(body, "read"):
+            return Response(wrap_file(request.environ, body), status, headers, direct_passthrough=True)
+        return Response(body, status, headers)
 
+    app.wsgi_app = ImageFrontDoor(app.wsgi_app, services, reserved_segments(app.url_map, "image"))
     return app
+
+
+def reserved_segments(url_map, image_endpoint):
+    """First path segments that belong to other routes (/v1/...), never to a project."""
+    reserved = set()
+    for rule in url_map.iter_rules():
+        if rule.endpoint != image_endpoint:
+            first = rule.rule.lstrip("/").split("/", 1)[0]
+            if first and "<" not in first:
+                reserved.add(first)
+    return frozenset(reserved)
+
+
+class ImageFrontDoor:
+    """WSGI middleware: answers GET/HEAD /<project>/<path> itself, passes the rest to Flask.
+
+    It takes exactly the requests Flask's image route would (one segment, then
+    a path not starting with a slash, outside the other routes' prefixes) and
+    answers them as that route does; anything unusual falls through to Flask.
+    """
+
+    def __init__(self, flask_wsgi, services, reserved):
+        self.flask_wsgi = flask_wsgi
+        self.services = services
+        self.reserved = reserved
+
+    def __call__(self, environ, start_response):
+        if environ.get("REQUEST_METHOD") in IMAGE_METHODS:
+            route = self.route(environ)
+            if route is not None:
+                return self.serve(environ, start_response, *route)
+        return self.flask_wsgi(environ, start_response)
+
+    def route(self, environ):
+        """(path, project, rest, query) for an image URL, or None to leave it to Flask."""
+        raw = environ.get("PATH_INFO") or ""
+        if raw[:1] != "/" or raw[1:2] == "/":
+            return None
+        try:
+            path = raw.encode("latin1").decode(errors="replace")
+            query = environ.get("QUERY_STRING", "").encode("latin1").decode()
+        except UnicodeError:
+            return None
+        project, sep, rest = path[1:].partition("/")
+        if not sep or not rest or rest[0] == "/" or project in self.reserved or _CONTROL.search(path):
+            return None
+        return path, project, rest, query
+
+    def serve(self, environ, start_response, path, project, rest, query):
+        status, headers, body = answer_image(self.services, environ, path, project, rest, query)
+        start_response(_status_line(status), headers)
+        if environ["REQUEST_METHOD"] == "HEAD":
+            return []
+        if hasattr(body, "read"):
+            wrapper = environ.get("wsgi.file_wrapper", FileWrapper)
+            return wrapper(body, FILE_CHUNK)
+        return [body] if body else []
+
+
+def _status_line(status):
+    line = _STATUS_LINES.get(status)
+    if line is None:
+        from http import HTTPStatus
+
+        line = _STATUS_LINES[status] = f"{status} {HTTPStatus(status).phrase}"
+    return line
+
+
+def answer_image(services, environ, path, project, rest, query, args=None):
+    """One image exchange, accounted for: (status, header list, body bytes or open file).
+
+    `args`: the parsed query when the caller has it; otherwise it is parsed only if needed.
+    """
+    started = time.perf_counter()
+    method = environ["REQUEST_METHOD"]
+    head = method == "HEAD"
+    req = Request(
+        project=project,
+        path=rest,
+        args=args,
+        query=query,
+        accept=environ.get("HTTP_ACCEPT", ""),
+        if_none_match=environ.get("HTTP_IF_NONE_MATCH", ""),
+        referer=environ.get("HTTP_REFERER", ""),
+        client_ip=services.client_address.of(
+            environ.get("REMOTE_ADDR") or "", environ.get("HTTP_X_FORWARDED_FOR", "")
+        ),
+        head=head,
+    )
+    x_cache, sent = "", 0
+    try:
+        reply = services.delivery.serve(req)
+    except ShieldError as exc:
+        status = exc.status
+        headers, body = error_parts(exc)
+    except Exception:
+        logs.logger.exception("unhandled_error", extra={"fields": {"path": path}})
+        status = 500
+        headers, body = error_parts(ShieldError())
+    else:
+        status, x_cache, body = reply.status, reply.x_cache, reply.body
+        headers = reply.headers
+        if head and hasattr(body, "close"):
+            body.close()
+            body = b""
+        if status == 304:
+            headers = list(headers.items())
+            remove_entity_headers(headers)
+        else:
+            if "Content-Length" not in headers:
+                headers["Content-Length"] = str(len(body))
+            sent = 0 if head or status != 200 else int(headers["Content-Length"])
+            headers = list(headers.items())
+    if services.served_by:
+        headers.append(("X-Served-By", services.served_by.format(pid=os.getpid())))
+    count(services.stats, project, status, x_cache, sent)
+    elapsed = time.perf_counter() - started
+    metrics.observe_request(status, x_cache, elapsed)
+    logs.line(
+        "request",
+        method=method,
+        path=path,
+        status=status,
+        cache=x_cache or None,
+        bytes=sent,
+        ms=round(elapsed * 1000, 2),
+    )
+    return status, headers, body
 
 
 def count(stats, project, status, x_cache, sent):
@@ -157,32 +270,18 @@ def count(stats, project, status, x_cache, sent):
     stats.maybe_flush()
 
 
-def to_response(reply):
-    body = reply.body
-    if isinstance(body, (bytes, bytearray)):
-        resp = Response(body, status=reply.status, headers=reply.headers)
-        # HEAD and 304 send no body but keep the length the body would have.
-        if "Content-Length" in reply.headers:
-            resp.headers["Content-Length"] = reply.headers["Content-Length"]
-        elif not body:
-            resp.headers.remove("Content-Length")
-    else:
-        # A cached file: the server sends it (sendfile where it can), Python never reads it.
-        resp = Response(
-            wrap_file(request.environ, body),
-            status=reply.status,
-            headers=reply.headers,
-            direct_passthrough=True,
-        )
-    return resp
+def error_parts(exc):
+    """The contract's JSON error: (header list, body)."""
+    body = json.dumps(exc.to_json()).encode()
+    headers = [("Content-Type", "application/json"), *ERROR_HEADERS.items()]
+    if exc.retry_after is not None:
+        headers.append(("Retry-After", str(int(exc.retry_after))))
+    headers.append(("Content-Length", str(len(body))))
+    if exc.status >= 500:
+        logs.event("error", logging.WARNING, code=exc.code, status=exc.status, message=exc.message)
+    return headers, body
 
 
 def error_response(exc):
-    headers = dict(ERROR_HEADERS)
-    if exc.retry_after is not None:
-        headers["Retry-After"] = str(int(exc.retry_after))
-    if exc.status >= 500:
-        logs.event("error", logging.WARNING, code=exc.code, status=exc.status, message=exc.message)
-    return Response(
-        json.dumps(exc.to_json()), status=exc.status, headers=headers, mimetype="application/json"
-    )
+    headers, body = error_parts(exc)
+    return Response(body, status=exc.status, headers=headers)

@@ -1,0 +1,132 @@
+"""The hot set: each worker's own memory of its most requested answers.
+
+A cache hit read from disk costs two SQLite lookups (the original's metadata,
+then the variant). For the few images that take most of the traffic a worker
+keeps the finished answer in memory instead: the variant's bytes and headers,
+keyed by the exact request line and Accept header.
+
+An entry never outlives what made it right:
+- the original's freshness (it ends before refresh-ahead would start, so the
+  disk path revalidates on time),
+- HOT_TTL seconds (the disk path then runs again and keeps the entry's LRU
+  position in the disk cache current),
+- the project's settings (the entry holds the Project it was made under; a
+  changed project is a new object),
+- the cache's generation: a counter in a shared file that every purge and
+  every replaced original moves forward, in whichever process runs it.
+
+Requests still pass every per-request check (signature, referer, rate
+limits) before an entry is used; private images are never kept here.
+"""
+
+import fcntl
+import mmap
+import os
+import struct
+from collections import OrderedDict
+from dataclasses import dataclass
+
+from . import logs
+
+HOT_BYTES = 8 * 1024 * 1024  # per worker
+HOT_MAX_BODY = 128 * 1024
+HOT_TTL = 30.0
+_COUNTER = struct.Struct("<Q")
+
+
+class Generation:
+    """A counter shared by every process on the machine, through a mapped file."""
+
+    def __init__(self, path):
+        self.path = path
+        self._map = None
+        self._fd = None
+        self._pid = None
+
+    def _open(self):
+        if self._pid == os.getpid():
+            return self._map
+        self._map = None
+        try:
+            os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                if os.fstat(fd).st_size < _COUNTER.size:
+                    fcntl.lockf(fd, fcntl.LOCK_EX)
+                    try:
+                        if os.fstat(fd).st_size < _COUNTER.size:
+                            os.ftruncate(fd, _COUNTER.size)
+                    finally:
+                        fcntl.lockf(fd, fcntl.LOCK_UN)
+                self._map = mmap.mmap(fd, _COUNTER.size)
+                self._fd, self._pid = fd, os.getpid()
+            except BaseException:
+                os.close(fd)
+                raise
+        except OSError as exc:
+            logs.fault_once("generation_unavailable", path=self.path, error=str(exc))  # tried again next time
+        return self._map
+
+    def current(self):
+        """The counter, or None when the file cannot be used (then nothing may be kept)."""
+        mapped = self._open()
+        return None if mapped is None else _COUNTER.unpack_from(mapped, 0)[0]
+
+    def bump(self):
+        mapped = self._open()
+        if mapped is None:
+            return
+        fcntl.lockf(self._fd, fcntl.LOCK_EX)
+        try:
+            _COUNTER.pack_into(mapped, 0, _COUNTER.unpack_from(mapped, 0)[0] + 1)
+        finally:
+            fcntl.lockf(self._fd, fcntl.LOCK_UN)
+
+
+@dataclass(slots=True)
+class HotEntry:
+    generation: int
+    valid_until: float  # time.time()
+    project: object
+    headers: dict
+    etag: str
+    body: bytes
+
+
+class HotSet:
+    """Least recently used entries, bounded by the bytes of their bodies."""
+
+    def __init__(self, max_bytes=HOT_BYTES, max_body=HOT_MAX_BODY):
+        self.max_bytes = max_bytes
+        self.max_body = max_body
+        self.bytes = 0
+        self._entries = OrderedDict()
+
+    def __len__(self):
+        return len(self._entries)
+
+    def get(self, key):
+        entry = self._entries.get(key)
+        if entry is not None:
+            self._entries.move_to_end(key)
+        return entry
+
+    def put(self, key, entry):
+        size = len(entry.body)
+        if size > self.max_body or self.max_bytes <= 0:
+            return
+        self.discard(key)
+        self._entries[key] = entry
+        self.bytes += size
+        while self.bytes > self.max_bytes:
+            _, old = self._entries.popitem(last=False)
+            self.bytes -= len(old.body)
+
+    def discard(self, key):
+        old = self._entries.pop(key, None)
+        if old is not None:
+            self.bytes -= len(old.body)
+
+    def clear(self):
+        self._entries.clear()
+        self.bytes = 0
