@@ -8,8 +8,15 @@ rather than waiting in ever-growing memory.
 """
 
 import os
+import threading
 
 from .errors import Overloaded
+
+# Transform threads run at a lower CPU priority than the event loop that serves
+# hits, so a full pool adds little to a hit's latency: the kernel gives the
+# core to the hit first. Misses lose nothing when the machine is otherwise idle.
+TRANSFORM_NICE = 10
+_niced = set()
 
 
 class TransformPool:
@@ -43,7 +50,20 @@ class TransformPool:
 def _call(fn, args):
     """Run in a pool thread; the outcome travels back as a value, so gevent's hub never
     reports an expected error (a damaged original) as a crash on stderr."""
+    _lower_priority()
     try:
         return True, fn(*args)
     except Exception as exc:  # noqa: BLE001 - re-raised in the calling greenlet
         return False, exc
+
+
+def _lower_priority():
+    """Nice this OS thread (Linux schedules threads one by one), once."""
+    tid = threading.get_native_id()
+    if tid in _niced:
+        return
+    _niced.add(tid)
+    try:
+        os.setpriority(os.PRIO_PROCESS, tid, TRANSFORM_NICE)
+    except (OSError, AttributeError):  # not Linux, or not allowed: run at normal priority
+        pass

@@ -15,6 +15,7 @@ import socket
 import time
 
 from flask import Flask, Response, request
+from werkzeug.datastructures import Headers
 from werkzeug.exceptions import HTTPException
 from werkzeug.http import remove_entity_headers
 from werkzeug.wsgi import FileWrapper, wrap_file
@@ -122,7 +123,10 @@ def create_app(config=None):
         )
         if hasattr(body, "read"):
             return Response(wrap_file(request.environ, body), status, headers, direct_passthrough=True)
-        return Response(body, status, headers)
+        resp = Response(body, status)
+        # Set after the body, which would put its own length (0 for HEAD) in Content-Length.
+        resp.headers = Headers(headers)
+        return resp
 
     app.wsgi_app = ImageFrontDoor(app.wsgi_app, services, reserved_segments(app.url_map, "image"))
     return app

@@ -169,3 +169,20 @@ def test_plan_sizes(w, h, fit, size):
 def test_plan_refuses_huge_outputs():
     with pytest.raises(InvalidParam):
         geometry.plan(100, 100, 8192, 8192, "fill", max_pixels=25_000_000)
+
+
+def test_transform_threads_run_below_the_event_loops_priority():
+    import os
+    import threading
+
+    from shield.pool import TRANSFORM_NICE, TransformPool
+
+    def niceness():
+        tid = threading.get_native_id()
+        return tid, os.getpriority(os.PRIO_PROCESS, tid)
+
+    before = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    tid, nice = TransformPool(1, 4).run(niceness)
+    assert tid != threading.get_native_id()
+    assert nice == min(19, before + TRANSFORM_NICE) or nice == TRANSFORM_NICE
+    assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == before  # the caller is untouched
