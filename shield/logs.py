@@ -2,10 +2,12 @@
 
 import json
 import logging
+import math
 import sys
 import time
 
 logger = logging.getLogger("shield")
+_encode_str = json.encoder.encode_basestring_ascii
 _faults_seen = set()
 
 
@@ -52,13 +54,29 @@ def line(name, **fields):
     ):
         event(name, **fields)
         return
-    out = {"ts": round(time.time(), 3), "level": "info", "event": name}
-    out.update(fields)
     handler = handlers[0]
-    text = json.dumps(out, default=str, separators=(",", ":")) + handler.terminator
+    parts = [f'{{"ts":{round(time.time(), 3)!r},"level":"info","event":{_json_value(name)}']
+    for key, value in fields.items():
+        parts.append(f",{_json_value(key)}:{_json_value(value)}")
+    parts.append("}" + handler.terminator)
+    text = "".join(parts)
     with handler.lock:
         handler.stream.write(text)
         handler.stream.flush()
+
+
+def _json_value(value):
+    """One value as json.dumps(default=str) writes it, for the common types without its machinery."""
+    kind = type(value)
+    if kind is str:
+        return _encode_str(value)
+    if kind is int or kind is float:
+        return json.dumps(value) if kind is float and not math.isfinite(value) else repr(value)
+    if value is None:
+        return "null"
+    if kind is bool:
+        return "true" if value else "false"
+    return json.dumps(value, default=str, separators=(",", ":"))
 
 
 def fault_once(name, **fields):

@@ -53,6 +53,15 @@ class Stats:
         if self._flusher_pid != os.getpid():
             self._start_flusher()
 
+    def incr_many(self, project, counts):
+        """incr for several (name, value) pairs of one request, at once."""
+        minute, project, buffer = int(time.time() // 60), project or "", self._buffer
+        for name, value in counts:
+            buffer[(minute, project, name)] += value
+            metrics.count(name, value)
+        if self._flusher_pid != os.getpid():
+            self._start_flusher()
+
     def _start_flusher(self):
         """Under gevent, a greenlet writes the buffer out even when the worker goes idle."""
         self._flusher_pid = os.getpid()

@@ -260,17 +260,21 @@ def answer_image(services, environ, path, project, rest, query, args=None):
     return status, headers, body
 
 
+_CACHE_COUNTERS = {"HIT": "hits", "MISS": "misses", "STALE": "stale", "BYPASS": "bypass"}
+
+
 def count(stats, project, status, x_cache, sent):
-    stats.incr(project, "requests")
+    counts = [("requests", 1)]
     if status >= 400:
-        stats.incr(project, "errors")
+        counts.append(("errors", 1))
     elif status == 304:
-        stats.incr(project, "not_modified")
-    name = {"HIT": "hits", "MISS": "misses", "STALE": "stale", "BYPASS": "bypass"}.get(x_cache)
+        counts.append(("not_modified", 1))
+    name = _CACHE_COUNTERS.get(x_cache)
     if name:
-        stats.incr(project, name)
+        counts.append((name, 1))
     if sent:
-        stats.incr(project, "bytes_served", sent)
+        counts.append(("bytes_served", sent))
+    stats.incr_many(project, counts)
     stats.maybe_flush()
 
 
