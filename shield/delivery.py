@@ -75,7 +75,7 @@ class Delivery:
         self.guard = guard  # signatures, referers, rate limits (security.Guard)
         self._origins = {}
         self._refreshing = set()
-        self.hot = HotSet()
+        self.hot = HotSet(settings.hot_cache_bytes)
 
     # -- the request
 

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 
 from . import logs
 
-HOT_BYTES = 8 * 1024 * 1024  # per worker
+HOT_BYTES = 8 * 1024 * 1024  # per worker; the hot_cache_bytes setting
 HOT_MAX_BODY = 128 * 1024
 HOT_TTL = 30.0
 _COUNTER = struct.Struct("<Q")

@@ -239,6 +239,12 @@ SHIELD_SETTINGS = [
         _int(1, 100_000),
         "Misses that may wait for a transform thread per worker; beyond, 503 with Retry-After.",
     ),
+    Setting(
+        "hot_cache_bytes",
+        8 * 1024 * 1024,
+        _int(0, 2**34),
+        "Bytes of each worker's in-memory hot set of recent hits (bodies up to 128 KiB each). 0: off.",
+    ),
     Setting("trusted_proxies", [], _networks, "Addresses of proxies whose X-Forwarded-For is believed."),
     Setting("log_level", "info", _log_level, "debug, info, warning or error."),
     Setting(

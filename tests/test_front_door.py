@@ -370,3 +370,19 @@ def test_request_log_line_goes_through_logging_when_other_handlers_listen():
     finally:
         logs.logger.removeHandler(extra)
     assert [(r.getMessage(), r.fields) for r in records] == [("request", {"status": 204})]
+
+
+def test_hot_set_can_be_turned_off(tmp_path, folder):
+    app = create_app(
+        {
+            "shield": {
+                "cache_dir": str(tmp_path / "cache"),
+                "state_dir": str(tmp_path / "state"),
+                "hot_cache_bytes": 0,
+            },
+            "projects": {"demo": {"origin": str(folder) + "/"}},
+        }
+    )
+    c = app.test_client()
+    assert [c.get("/demo/coffee.png?w=30").headers["X-Cache"] for _ in range(3)] == ["MISS", "HIT", "HIT"]
+    assert len(hot(app)) == 0
