@@ -78,7 +78,7 @@ class Bench:
 
     # -- servers
 
-    def shield(self, name, cache_dir):
+    def shield(self, name, cache_dir, extra=""):
         config = os.path.join(self.work, f"{name}.toml")
         with open(config, "w") as fh:
             fh.write(
@@ -86,6 +86,7 @@ class Bench:
                 f'cache_dir = "{cache_dir}"\n'
                 f'state_dir = "{os.path.join(self.work, name + "-state")}"\n'
                 f"cache_max_bytes = {self.args.cache_max_bytes}\n"
+                f"{extra}"
                 f"\n[projects.{PROJECT}]\n"
                 f'origin = "{self.origin}/"\n'
                 "# One client (wrk) sends every request: per-client limits would refuse most.\n"
@@ -551,7 +552,13 @@ class Bench:
         walk = f"/{PROJECT}/{{p}}?w={{w}}&q={{q}}&fmt=webp"
         sides = {}
         for name in ("small", "large"):
-            server = self.shield(f"shield-scale-{name}", os.path.join(self.work, f"cache-scale-{name}"))
+            # The hot set off: it would answer the walked URLs from memory on both sides
+            # alike, hiding the disk cache whose size this compares.
+            server = self.shield(
+                f"shield-scale-{name}",
+                os.path.join(self.work, f"cache-scale-{name}"),
+                extra="hot_cache_bytes = 0\n",
+            )
             # The original, and one real variant whose stored header the fillers copy.
             status, _, _ = get(f"{server.url}/{PROJECT}/{photo}?w=90&q=50&fmt=webp")
             assert status == 200, status
