@@ -220,3 +220,34 @@ def test_fifty_concurrent_requests_one_fetch_one_transform(gunicorn, tmp_path, o
         answers = list(pool.map(get, [f"/web/other.jpg?w={100 + 10 * i}" for i in range(20)]))
     assert [imaging.decode(r.content).size[0] for r in answers] == [100 + 10 * i for i in range(20)]
     assert origin.state.count("/other.jpg") == 1
+
+
+@pytest.mark.slow
+def test_coalesced_followers_each_get_a_whole_file_backed_variant(gunicorn, tmp_path, origin):
+    """A variant big enough to be a file in the cache, asked for at once through both
+    workers: the followers in the worker that did not make it each open the stored entry
+    for themselves, so each is sent whole (one open file can be sent once)."""
+    origin.state.put("/big.png", imaging.sample("coffee.png"))
+    origin.state.delay = 0.3
+    server = gunicorn(
+        server_config(tmp_path, f'[projects.web]\norigin = "{origin.url}"\nallow_private_origin = true'),
+        workers=2,
+    )
+
+    def get(url):
+        return requests.get(server.url + url, headers={"Connection": "close"}, timeout=60)
+
+    for burst in range(8):
+        with ThreadPoolExecutor(30) as pool:
+            answers = list(pool.map(get, [f"/web/big.png?w={500 + burst}&fmt=png"] * 30))
+        assert [r.status_code for r in answers] == [200] * 30
+        sizes = {len(r.content) for r in answers}
+        assert len(sizes) == 1 and sizes.pop() > 200 * 1024
+        assert all(int(r.headers["Content-Length"]) == len(r.content) for r in answers)
+        assert len({r.content for r in answers}) == 1
+        assert imaging.decode(answers[0].content).size[0] == 500 + burst
+        assert {r.headers["X-Cache"] for r in answers} <= {"MISS", "HIT"}
+        if len({r.headers["X-Served-By"] for r in answers}) == 2:
+            break
+    assert len({r.headers["X-Served-By"] for r in answers}) == 2, "both workers should have taken requests"
+    assert origin.state.count("/big.png") == 1
