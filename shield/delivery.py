@@ -179,7 +179,9 @@ class Delivery:
             if len(entry.body) != entry.size:
                 return
         headers = self._entry_headers(entry, "HIT", "", cache_status("HIT", stored=True), private=False)
-        self.hot.put(hot_key, HotEntry(generation, valid_until, project, headers, entry.header["etag"], entry.body))
+        self.hot.put(
+            hot_key, HotEntry(generation, valid_until, project, headers, entry.header["etag"], entry.body)
+        )
 
     def _stored_elsewhere(self, key):
         entry = self.store.get_variant(key)

@@ -119,7 +119,13 @@ def create_app(config=None):
     def image(project, path):
         # Image URLs the front door leaves to Flask (odd paths): the same exchange.
         status, headers, body = answer_image(
-            services, request.environ, request.path, project, path, request.query_string.decode(), request.args
+            services,
+            request.environ,
+            request.path,
+            project,
+            path,
+            request.query_string.decode(),
+            request.args,
         )
         if hasattr(body, "read"):
             return Response(wrap_file(request.environ, body), status, headers, direct_passthrough=True)

@@ -1,13 +1,20 @@
 """The engine through real ImageMagick: formats, orientation, colour, alpha, animation."""
 
 import io
+import json
+import os
+import subprocess
+import sys
+import textwrap
 
 import pytest
-from PIL import Image
+from PIL import Image, JpegImagePlugin
 
 from shield import engine, geometry, probe
-from shield.errors import OriginError
+from shield.errors import OriginError, SourceTooLarge
 from tests import imaging
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def render(body, w=None, h=None, fit="cover", fmt="jpeg", q=80):
@@ -127,4 +134,133 @@ def test_policy_sets_no_process_time_limit():
     import wand.resource
 
     assert wand.resource.limits["time"] > 10**9
-    assert wand.resource.limits["area"] == 400_000_000 and wand.resource.limits["memory"] == 1 << 30
+
+
+def test_running_out_of_pixel_cache_is_source_too_large():
+    import wand.resource
+
+    body = imaging.encode(Image.new("RGB", (1000, 1000), (10, 120, 200)), "JPEG")
+    info = probe.probe(body, 10**9)
+    saved = {name: wand.resource.limits[name] for name in ("memory", "disk")}
+    try:
+        wand.resource.limits["memory"] = 1 << 20
+        wand.resource.limits["disk"] = 1 << 20
+        with pytest.raises(SourceTooLarge):
+            engine.render(body, info, geometry.plan(1000, 1000, 500, None, "inside"), "webp", 80)
+    finally:
+        for name, value in saved.items():
+            wand.resource.limits[name] = value
+    render(body, 500, None, "inside", "webp")  # the limits are back
+
+
+def _photo_jpeg(size, **kw):
+    return imaging.encode(
+        Image.open(io.BytesIO(imaging.sample("coffee.png"))).convert("RGB").resize(size), "JPEG", **kw
+    )
+
+
+@pytest.mark.parametrize("width", [300, None])  # resized, and passed through at full size
+def test_jpeg_below_q90_subsamples_chroma(width):
+    body = _photo_jpeg((600, 400), quality=95, subsampling=0)  # a 4:4:4 original
+    out, im = render(body, width, None, "inside", "jpeg", q=80)
+    assert JpegImagePlugin.get_sampling(im) == 2  # 4:2:0
+    _out95, im95 = render(body, width, None, "inside", "jpeg", q=95)
+    assert JpegImagePlugin.get_sampling(im95) == 0  # 4:4:4 at high quality
+    # What a 4:4:4 encode of the same variant weighed (ImageMagick keeps a 4:4:4 source's sampling).
+    from wand.image import Image as WandImage
+
+    with WandImage(blob=body, format="JPEG") as img:
+        if width:
+            img.resize(width, width * 2 // 3, filter="lanczos")
+        img.strip()
+        img.compression_quality = 80
+        img.options["jpeg:optimize-coding"] = "true"
+        img.interlace_scheme = "line"
+        full_chroma = img.make_blob("JPEG")
+    assert JpegImagePlugin.get_sampling(imaging.decode(full_chroma)) == 0
+    assert len(out.body) < 0.85 * len(full_chroma)
+
+
+@pytest.mark.parametrize("orientation", [2, 3, 4, 5, 6, 7, 8])
+@pytest.mark.parametrize("resized", [True, False])
+def test_turned_jpeg_is_cropped_where_planned(orientation, resized):
+    body = imaging.exif_rotated_jpeg(orientation, (300, 160))
+    upright = imaging.decode(body).transpose(_UPRIGHT[orientation])
+    box = (90, 90) if resized else (upright.width, upright.height * 2 // 3)  # else cropped only
+    plan = geometry.plan(*upright.size, *box, "cover")
+    assert ((plan.resize_w, plan.resize_h) == upright.size) is not resized
+    expected = upright.resize((plan.resize_w, plan.resize_h), Image.Resampling.LANCZOS).crop(
+        (plan.crop_x, plan.crop_y, plan.crop_x + plan.crop_w, plan.crop_y + plan.crop_h)
+    )
+    _out, im = render(body, *box, "cover", "png")
+    assert im.size == box
+    assert imaging.ssim(im, expected) > 0.9
+
+
+_UPRIGHT = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
+
+
+@pytest.mark.parametrize(("fmt", "corner"), [("png", (0, 0, 0, 0)), ("jpeg", (255, 255, 255, 255))])
+def test_resized_and_padded_keeps_the_format_background(fmt, corner):
+    body = imaging.encode(imaging.halves(200, 100), "PNG")
+    _out, im = render(body, 120, 120, "contain", fmt)
+    assert im.size == (120, 120)
+    rgba = im.convert("RGBA")
+    assert imaging.close_color(rgba.getpixel((60, 2)), corner, 12)  # the pad above
+    assert imaging.close_color(rgba.getpixel((20, 60))[:3], (220, 30, 30), 30)  # the picture
+    assert imaging.close_color(rgba.getpixel((100, 60))[:3], (30, 30, 220), 30)
+
+
+_PEAK_RSS = textwrap.dedent(
+    """
+    import json, sys
+    from shield import engine, geometry, probe
+
+    def mb(key):
+        with open("/proc/self/status") as fh:
+            return next(int(line.split()[1]) // 1024 for line in fh if line.startswith(key))
+
+    body = open(sys.argv[1], "rb").read()
+    info = probe.probe(body, 10**9)
+    for fmt in ("jpeg", "webp"):  # load the coders first
+        engine.render(body, info, geometry.plan(*info.oriented_size, 64, None, "inside"), fmt, 80)
+    grown = {}
+    for width, fmt in json.loads(sys.argv[2]):
+        with open("/proc/self/clear_refs", "w") as fh:
+            fh.write("5")  # the peak restarts from the current resident set
+        start = mb("VmRSS")
+        plan = geometry.plan(*info.oriented_size, width, None, "inside", max_pixels=25_000_000)
+        engine.render(body, info, plan, fmt, 80)
+        grown[f"{width} {fmt}"] = mb("VmHWM") - start
+    print(json.dumps(grown))
+    """
+)
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/clear_refs"), reason="needs Linux's /proc/self/clear_refs")
+def test_avif_encode_runs_after_the_wand_is_released(tmp_path):
+    """A 5120x2880 JPEG to a full-size AVIF: libavif's encoder needs ~20 bytes a pixel, so
+    ImageMagick's copy (8 bytes a pixel) is released before it starts. Holding it, the
+    worker grew by ~590 MB; without, ~430 MB."""
+    source = tmp_path / "large.jpg"
+    source.write_bytes(_photo_jpeg((5120, 2880), quality=90))
+    env = dict(os.environ, PYTHONPATH=ROOT)
+    run = subprocess.run(
+        [sys.executable, "-c", _PEAK_RSS, str(source), json.dumps([[None, "avif"]])],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert run.returncode == 0, run.stderr
+    grown = json.loads(run.stdout)
+    assert grown["None avif"] < 510, grown
