@@ -1,4 +1,5 @@
-"""Timings of the core code paths: the engine, the cache lookup, key building, Accept negotiation.
+"""Timings of the core code paths: the engine, the cache lookup, key building, Accept
+negotiation, signature checks and a whole cached hit.
 
 Under `make test` (--benchmark-disable) each runs once as a plain test and checks its
 result; `make bench` runs them with --benchmark-enable and prints the timings.
@@ -6,11 +7,13 @@ result; `make bench` runs them with --benchmark-enable and prints the timings.
 
 import io
 import os
+import shutil
 
 import pytest
 from PIL import Image
 
-from shield import engine, geometry, negotiate, params, probe
+from shield import engine, geometry, negotiate, params, probe, signing
+from shield.errors import InvalidSignature
 from shield.store import Store, variant_key_of
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -105,3 +108,67 @@ def test_accept_negotiation(benchmark):
     assert [negotiate.accept_class(h) for h in headers] == [klass for _, klass in BROWSERS.values()]
     assert formats == ["avif", "avif", "webp", "jpeg", "webp"]
     assert negotiate.output_format("auto", "other", has_alpha=True) == "png"
+
+
+SIGNING_KEYS = ["current-signing-secret-0123456789", "previous-signing-secret-0123456789"]
+
+
+@pytest.mark.parametrize("signed_with", [0, 1], ids=["current-key", "rotated-key"])
+def test_signature_check(benchmark, signed_with):
+    """A signed URL's check, as every request to a signed project pays it (with key rotation)."""
+    path = "/demo/photos/rocket.jpg"
+    url = signing.signed_url(
+        SIGNING_KEYS[signed_with], path, {"w": "640", "fmt": "webp", "exp": "4102444800"}
+    )
+    args = params.parse_query(url.partition("?")[2])
+    assert benchmark(signing.verify, SIGNING_KEYS, path, args) is None
+    with pytest.raises(InvalidSignature):
+        signing.verify(SIGNING_KEYS, path, {**args, "w": "641"})
+    with pytest.raises(InvalidSignature):
+        signing.verify(SIGNING_KEYS[:1] if signed_with else SIGNING_KEYS[1:], path, args)
+
+
+def test_cached_hit_through_the_front_door(benchmark, tmp_path):
+    """A whole cached hit in-process: WSGI in, headers and body out (no HTTP server)."""
+    from shield.web import create_app
+
+    origin = tmp_path / "origin"
+    origin.mkdir()
+    shutil.copy(os.path.join(ROOT, "samples", "rocket.jpg"), origin / "rocket.jpg")
+    app = create_app(
+        {
+            "shield": {
+                "cache_dir": str(tmp_path / "cache"),
+                "state_dir": str(tmp_path / "state"),
+                "log_level": "warning",
+            },
+            "projects": {"demo": {"origin": str(origin) + "/", "rate_limit": 0}},
+        }
+    )
+    environ = {
+        "REQUEST_METHOD": "GET",
+        "PATH_INFO": "/demo/rocket.jpg",
+        "QUERY_STRING": "w=640&q=75&fmt=webp",
+        "SERVER_NAME": "localhost",
+        "SERVER_PORT": "80",
+        "SERVER_PROTOCOL": "HTTP/1.1",
+        "REMOTE_ADDR": "127.0.0.1",
+        "HTTP_ACCEPT": "image/avif,image/webp,*/*",
+        "wsgi.url_scheme": "http",
+        "wsgi.input": io.BytesIO(),
+        "wsgi.errors": io.StringIO(),
+    }
+    seen = {}
+
+    def start_response(status, headers, exc_info=None):
+        seen["status"], seen["headers"] = status, dict(headers)
+
+    def hit():
+        return b"".join(app.wsgi_app(dict(environ), start_response))
+
+    made = hit()
+    assert seen["headers"]["X-Cache"] == "MISS"
+    body = benchmark(hit)
+    assert body == made and seen["status"] == "200 OK"
+    assert seen["headers"]["X-Cache"] == "HIT" and seen["headers"]["Content-Type"] == "image/webp"
+    assert Image.open(io.BytesIO(body)).size == (640, 427)
