@@ -39,6 +39,7 @@ class Request:
     referer: str = ""
     client_ip: str = ""
     head: bool = False
+    checked: bool = False  # signature, referer and rate limits already passed
 
 
 @dataclass
@@ -95,7 +96,7 @@ class Delivery:
             raise NotFound()
         if req.args is None:
             req.args = params.parse_query(req.query)
-        if self.guard is not None:
+        if self.guard is not None and not req.checked:
             self.guard.check_request(project, req)
         transform = params.parse(req.args, project.quality, project.max_width, project.max_height)
         klass = negotiate.accept_class(req.accept)
@@ -147,16 +148,18 @@ class Delivery:
     def _serve_hot(self, req, hot, started):
         """The kept answer, or None when it no longer holds (then the disk path runs)."""
         project = self.projects.get(req.project)
-        if self.store.generation.current() != hot.generation:
-            self.hot.clear()  # a purge ran somewhere: let go of everything kept before it
-            return None
         if project is not hot.project or time.time() >= hot.valid_until:
             self.hot.discard((req.project, req.path, req.query, req.accept))
             return None
         if self.guard is not None:
             if req.args is None and project.signing_key:
                 req.args = params.parse_query(req.query)
-            self.guard.check_request(project, req)
+            self.guard.check_request(project, req)  # may wait on the rate limiter's lock
+            req.checked = True
+        # After the checks, which can yield: a purge that ended meanwhile is seen here.
+        if self.store.generation.current() != hot.generation:
+            self.hot.clear()  # a purge ran somewhere: let go of everything kept before it
+            return None
         headers = dict(hot.headers)
         headers["Server-Timing"] = server_timing("HIT", (time.perf_counter() - started) * 1000)
         if etag_matches(req.if_none_match, hot.etag):
@@ -167,7 +170,7 @@ class Delivery:
 
     def _keep_hot(self, hot_key, generation, project, original, entry):
         """Remember a fresh hit's answer in memory (its body read now if it is a file)."""
-        if project.private or entry.size > self.hot.max_body:
+        if project.private or not self.hot.admits(entry.size, hot_key):
             return
         meta, now = original.meta, time.time()
         lifetime = meta["fresh_until"] - meta.get("validated_at", meta.get("fetched_at", now))
@@ -356,7 +359,12 @@ class Delivery:
         if isinstance(body, bytes) and len(body) == original.meta["size"]:
             return body
         # The body was evicted (or damaged) while its metadata stayed: fetch it again.
+        old_version = original.meta["version"]
         refetched = self._fetch_original(project, path, None)
+        if refetched.meta["version"] != old_version:
+            # A new version, as after any replaced original: the old one's variants go
+            # (and every worker's hot set lets go of them).
+            self.store.drop_variants_of(project.name, path, except_version=refetched.meta["version"])
         original.meta.update(refetched.meta)
         original.origin_ms = refetched.origin_ms
         return refetched.body

@@ -55,7 +55,10 @@ class Generation:
                     fcntl.lockf(fd, fcntl.LOCK_EX)
                     try:
                         if os.fstat(fd).st_size < _COUNTER.size:
-                            os.ftruncate(fd, _COUNTER.size)
+                            # Real zeros, not a sparse hole: a first write through the map
+                            # to a hole on a full disk would kill the process (SIGBUS).
+                            os.pwrite(fd, bytes(_COUNTER.size), 0)
+                            os.fsync(fd)
                     finally:
                         fcntl.lockf(fd, fcntl.LOCK_UN)
                 self._map = mmap.mmap(fd, _COUNTER.size)
@@ -93,8 +96,16 @@ class HotEntry:
     body: bytes
 
 
+ENTRY_OVERHEAD = 1024  # the headers dict, the entry and the table slot, roughly
+MAX_KEY_CHARS = 2048
+
+
+def _cost(key, body_size):
+    return body_size + sum(len(part) for part in key) + ENTRY_OVERHEAD
+
+
 class HotSet:
-    """Least recently used entries, bounded by the bytes of their bodies."""
+    """Least recently used entries, bounded by what they hold: bodies, keys and headers."""
 
     def __init__(self, max_bytes=HOT_BYTES, max_body=HOT_MAX_BODY):
         self.max_bytes = max_bytes
@@ -111,21 +122,29 @@ class HotSet:
             self._entries.move_to_end(key)
         return entry
 
+    def admits(self, body_size, key):
+        """Whether an answer of this size under this key may be kept at all."""
+        return (
+            self.max_bytes > 0
+            and body_size <= self.max_body
+            and sum(len(part) for part in key) <= MAX_KEY_CHARS
+            and _cost(key, body_size) <= self.max_bytes
+        )
+
     def put(self, key, entry):
-        size = len(entry.body)
-        if size > self.max_body or self.max_bytes <= 0:
+        if not self.admits(len(entry.body), key):
             return
         self.discard(key)
         self._entries[key] = entry
-        self.bytes += size
+        self.bytes += _cost(key, len(entry.body))
         while self.bytes > self.max_bytes:
-            _, old = self._entries.popitem(last=False)
-            self.bytes -= len(old.body)
+            old_key, old = self._entries.popitem(last=False)
+            self.bytes -= _cost(old_key, len(old.body))
 
     def discard(self, key):
         old = self._entries.pop(key, None)
         if old is not None:
-            self.bytes -= len(old.body)
+            self.bytes -= _cost(key, len(old.body))
 
     def clear(self):
         self._entries.clear()

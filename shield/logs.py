@@ -61,8 +61,11 @@ def line(name, **fields):
     parts.append("}" + handler.terminator)
     text = "".join(parts)
     with handler.lock:
-        handler.stream.write(text)
-        handler.stream.flush()
+        try:
+            handler.stream.write(text)
+            handler.stream.flush()
+        except (OSError, ValueError):  # a full pipe, a closed stream: the request goes on
+            pass
 
 
 def _json_value(value):

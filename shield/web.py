@@ -176,8 +176,10 @@ class ImageFrontDoor:
             return None
         try:
             path = raw.encode("latin1").decode(errors="replace")
-            query = environ.get("QUERY_STRING", "").encode("latin1").decode()
-        except UnicodeError:
+            # Bytes that are not UTF-8 become U+FFFD: such a value is a bad parameter (400)
+            # or an ignored one, never a server error.
+            query = environ.get("QUERY_STRING", "").encode("latin1").decode(errors="replace")
+        except UnicodeError:  # not latin-1 text: not what a WSGI server hands over
             return None
         project, sep, rest = path[1:].partition("/")
         if not sep or not rest or rest[0] == "/" or project in self.reserved or _CONTROL.search(path):

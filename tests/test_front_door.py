@@ -14,7 +14,9 @@ from werkzeug.test import Client
 from werkzeug.wrappers import Request as WerkzeugRequest
 
 from shield import logs, params, signing
-from shield.hot import Generation, HotEntry, HotSet
+from shield.delivery import Request as DeliveryRequest
+from shield.hot import ENTRY_OVERHEAD, Generation, HotEntry, HotSet
+from shield.purge import parse as purge_request
 from shield.web import create_app
 from tests import imaging
 from tests.conftest import ADMIN_TOKEN
@@ -23,7 +25,7 @@ AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 WEBP = "image/avif,image/webp,*/*"
 
 
-def build(tmp_path, name, folder, **project):
+def build(tmp_path, name, folder, hot_cache_bytes=8 * 1024 * 1024, **project):
     return create_app(
         {
             "shield": {
@@ -31,6 +33,7 @@ def build(tmp_path, name, folder, **project):
                 "state_dir": str(tmp_path / name / "state"),
                 "admin_token": ADMIN_TOKEN,
                 "served_by_header": True,
+                "hot_cache_bytes": hot_cache_bytes,
             },
             "projects": {"demo": {"origin": str(folder) + "/", **project}},
         }
@@ -73,19 +76,21 @@ EXCHANGES = [
     ("GET", "/v1/stats", {}),
     ("GET", "/v1/nothing", {}),
     ("GET", "/health", {}),
+    ("GET", "/demo/coffee.png?w=100&fmt=webp&x=%FF%FE", {}),
+    ("GET", "/demo/coffee.png?w=100&fmt=webp&x=%FF%FE", {}),
 ]
 
 
 def _exchange(client, method, url, headers):
-    resp = client.open(url, method=method, headers=headers)
-    body = resp.get_data()
-    kept = {k: v for k, v in resp.headers.items() if k not in ("Server-Timing",)}
-    return resp.status_code, kept, body
+    with client.open(url, method=method, headers=headers) as resp:
+        body = resp.get_data()
+        kept = {k: v for k, v in resp.headers.items() if k not in ("Server-Timing",)}
+        return resp.status_code, kept, body
 
 
 def test_front_door_answers_as_the_flask_route(tmp_path, folder):
     front = build(tmp_path, "front", folder)
-    behind = build(tmp_path, "behind", folder)
+    behind = build(tmp_path, "behind", folder, hot_cache_bytes=0)  # Flask's route, disk hits only
     flask_only = Client(behind.wsgi_app.flask_wsgi)
     front_client = front.test_client()
     etags = set()
@@ -263,30 +268,36 @@ def test_file_backed_hit_is_kept_whole(tmp_path, folder):
     made = c.get(url).get_data()
     assert 32 * 1024 < len(made) <= HotSet().max_body  # a file in the disk cache, small enough to keep
     assert c.get(url).get_data() == made
-    assert len(hot(app)) == 1 and hot(app).bytes == len(made)
+    assert len(hot(app)) == 1 and len(made) < hot(app).bytes <= len(made) + 2048
     assert c.get(url).get_data() == made
 
 
-def test_hot_set_is_bounded_by_bytes_least_recently_used_first():
-    kept = HotSet(max_bytes=100, max_body=60)
-
+def test_hot_set_is_bounded_by_what_it_holds_least_recently_used_first():
     def entry(size):
         return HotEntry(0, time.time() + 9, None, {}, '"e"', b"x" * size)
 
-    kept.put("a", entry(40))
-    kept.put("b", entry(40))
-    assert kept.get("a") is not None  # a is now the most recently used
-    kept.put("c", entry(40))
-    assert kept.get("b") is None and kept.get("a") is not None and kept.get("c") is not None
-    assert kept.bytes == 80
-    kept.put("d", entry(61))
-    assert kept.get("d") is None and kept.bytes == 80
-    kept.put("a", entry(10))
-    assert kept.bytes == 50 and len(kept) == 2
-    kept.discard("c")
-    assert kept.bytes == 10
+    each = ENTRY_OVERHEAD + 40 + 1  # body, one-character key, overhead
+    kept = HotSet(max_bytes=2 * each + 10, max_body=60)
+    kept.put(("a",), entry(40))
+    kept.put(("b",), entry(40))
+    assert kept.get(("a",)) is not None  # a is now the most recently used
+    kept.put(("c",), entry(40))
+    assert kept.get(("b",)) is None and kept.get(("a",)) is not None and kept.get(("c",)) is not None
+    assert kept.bytes == 2 * each
+    kept.put(("d",), entry(61))  # over max_body
+    assert kept.get(("d",)) is None and kept.bytes == 2 * each
+    kept.put(("a",), entry(10))
+    assert kept.bytes == 2 * each - 30 and len(kept) == 2
+    kept.discard(("c",))
+    assert kept.bytes == each - 30
     kept.clear()
     assert (len(kept), kept.bytes) == (0, 0)
+    # Tiny bodies under many keys are bounded by their count, not by their bytes alone.
+    many = HotSet(max_bytes=100 * ENTRY_OVERHEAD, max_body=60)
+    for i in range(1000):
+        many.put(("k", str(i)), entry(1))
+    assert len(many) < 100 and many.bytes <= many.max_bytes
+    assert not many.admits(10, ("x" * 3000,))  # a padded key is never kept
 
 
 def _bump(path, times):
@@ -393,3 +404,94 @@ def test_hot_set_can_be_turned_off(tmp_path, folder):
     c = app.test_client()
     assert [c.get("/demo/coffee.png?w=30").headers["X-Cache"] for _ in range(3)] == ["MISS", "HIT", "HIT"]
     assert len(hot(app)) == 0
+
+
+def test_hot_set_off_keeps_file_backed_hits_as_files(tmp_path, folder):
+    app = build(tmp_path, "a", folder, hot_cache_bytes=0)
+    c = app.test_client()
+    url = "/demo/astronaut.png?w=200&fmt=png"
+    made = c.get(url).get_data()
+    assert len(made) > 32 * 1024
+    with c.get(url) as again:
+        assert again.headers["X-Cache"] == "HIT" and again.get_data() == made
+    reply = app.extensions["shield"].delivery.serve(
+        DeliveryRequest(project="demo", path="astronaut.png", query="w=200&fmt=png")
+    )
+    assert reply.x_cache == "HIT" and hasattr(reply.body, "read")  # sent from its file, not read
+    assert reply.body.read() == made
+    reply.body.close()
+    assert len(hot(app)) == 0
+
+
+def test_refetched_original_with_new_bytes_drops_kept_answers(make_app, origin):
+    from shield.store import meta_key_of, original_key_of
+
+    origin.state.put("/p.jpg", imaging.sample("rocket.jpg"))
+    app = make_app({"h": {"origin": origin.url + "/", "cache_ttl": 3600, "allow_private_origin": True}})
+    c = app.test_client()
+    c.get("/h/p.jpg?w=60")
+    old = c.get("/h/p.jpg?w=60")
+    assert old.headers["X-Cache"] == "HIT" and len(hot(app)) == 1
+    # The original's body leaves the disk cache (LRU) while its metadata stays; the origin changed.
+    store = app.extensions["shield"].store
+    meta = store.get(meta_key_of("h", "p.jpg"))
+    store.delete(original_key_of("h", "p.jpg", meta["version"]))
+    origin.state.put("/p.jpg", imaging.encode(imaging.halves(300, 200), "JPEG"))
+    assert c.get("/h/p.jpg?w=80").headers["X-Cache"] == "MISS"  # refetches: a new version
+    assert store.get(meta_key_of("h", "p.jpg"))["version"] != meta["version"]
+    new = c.get("/h/p.jpg?w=60")
+    assert new.headers["X-Cache"] == "MISS" and new.headers["ETag"] != old.headers["ETag"]
+    assert imaging.decode(new.get_data()).size == (60, 40)
+
+
+def test_a_purge_during_the_checks_is_seen(tmp_path, folder):
+    """The rate limiter can wait on its lock (and yield): a purge that ends meanwhile counts."""
+    app = build(tmp_path, "a", folder, rate_limit=100)
+    c = app.test_client()
+    url = "/demo/coffee.png?w=50"
+    c.get(url)
+    assert c.get(url).headers["X-Cache"] == "HIT" and len(hot(app)) == 1
+    services = app.extensions["shield"]
+    guard = services.delivery.guard
+    check = guard.check_request
+
+    def purge_meanwhile(project, req):
+        services.purger.run(purge_request({"paths": ["/demo/coffee.png"]}))
+        guard.check_request = check
+        return check(project, req)
+
+    guard.check_request = purge_meanwhile
+    assert c.get(url).headers["X-Cache"] == "MISS"
+
+
+def test_referer_allowlist_applies_to_kept_answers(tmp_path, folder):
+    app = build(tmp_path, "a", folder, allowed_referers=["shop.example"])
+    c = app.test_client()
+    url = "/demo/coffee.png?w=45"
+    ok = {"Referer": "https://shop.example/p/1"}
+    assert [c.get(url, headers=ok).status_code for _ in range(2)] == [200, 200]
+    assert len(hot(app)) == 1
+    refused = c.get(url, headers={"Referer": "https://elsewhere.example/"})
+    assert refused.status_code == 403 and refused.get_json()["error"]["code"] == "forbidden_referer"
+
+
+def test_non_utf8_query_is_a_client_error_not_a_server_error(tmp_path, folder):
+    c = build(tmp_path, "a", folder).test_client()
+    bad = c.get("/demo/coffee.png", environ_overrides={"QUERY_STRING": "w=1\xff0"})
+    assert bad.status_code == 400 and bad.get_json()["error"]["code"] == "invalid_param"
+    ignored = c.get("/demo/coffee.png", environ_overrides={"QUERY_STRING": "w=20&utm=\xff"})
+    assert ignored.status_code == 200 and imaging.decode(ignored.get_data()).size[0] == 20
+
+
+def test_request_log_write_failure_does_not_fail_the_request():
+    class Broken(io.StringIO):
+        def write(self, text):
+            raise BrokenPipeError("stderr is gone")
+
+    logs.configure("info")
+    handler = logs.logger.handlers[0]
+    old, handler.stream = handler.stream, Broken()
+    try:
+        logs.line("request", status=200)  # does not raise
+    finally:
+        handler.stream = old
