@@ -61,6 +61,11 @@ class Original:
     fwd_status: int | None = None
 
 
+def _lifetime(meta, now):
+    """How long the stored original is fresh for, from its last fetch or revalidation."""
+    return meta["fresh_until"] - meta.get("validated_at", meta.get("fetched_at", now))
+
+
 def _etag(body):
     return '"' + hashlib.blake2b(body, digest_size=16).hexdigest() + '"'
 
@@ -85,7 +90,7 @@ class Delivery:
         hot_key = (req.project, req.path, req.query, req.accept)
         hot = self.hot.get(hot_key)
         if hot is not None:
-            reply = self._serve_hot(req, hot, started)
+            reply = self._serve_hot(req, hot_key, hot, started)
             if reply is not None:
                 return reply
         generation = self.store.generation.current()
@@ -145,11 +150,11 @@ class Delivery:
 
     # -- the hot set (hot.py)
 
-    def _serve_hot(self, req, hot, started):
+    def _serve_hot(self, req, hot_key, hot, started):
         """The kept answer, or None when it no longer holds (then the disk path runs)."""
         project = self.projects.get(req.project)
         if project is not hot.project or time.time() >= hot.valid_until:
-            self.hot.discard((req.project, req.path, req.query, req.accept))
+            self.hot.discard(hot_key)
             return None
         if self.guard is not None:
             if req.args is None and project.signing_key:
@@ -173,8 +178,8 @@ class Delivery:
         if project.private or not self.hot.admits(entry.size, hot_key):
             return
         meta, now = original.meta, time.time()
-        lifetime = meta["fresh_until"] - meta.get("validated_at", meta.get("fetched_at", now))
-        valid_until = min(now + HOT_TTL, meta["fresh_until"] - max(0.0, lifetime) * REFRESH_AHEAD)
+        # Until refresh-ahead would start (_maybe_refresh_ahead), so it still runs on time.
+        valid_until = min(now + HOT_TTL, meta["fresh_until"] - max(0.0, _lifetime(meta, now)) * REFRESH_AHEAD)
         if valid_until <= now:
             return
         if not isinstance(entry.body, bytes):
@@ -246,7 +251,7 @@ class Delivery:
         Requests keep being answered from the cache meanwhile, so a popular
         image never waits on its origin when it expires.
         """
-        lifetime = meta["fresh_until"] - meta.get("validated_at", meta.get("fetched_at", now))
+        lifetime = _lifetime(meta, now)
         if lifetime <= 0 or meta["fresh_until"] - now > lifetime * REFRESH_AHEAD or not gevent_patched():
             return
         mkey = meta_key_of(project.name, path)

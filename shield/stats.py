@@ -48,10 +48,7 @@ class Stats:
         return self._state.get()
 
     def incr(self, project, name, value=1):
-        self._buffer[(int(time.time() // 60), project or "", name)] += value
-        metrics.count(name, value)
-        if self._flusher_pid != os.getpid():
-            self._start_flusher()
+        self.incr_many(project, ((name, value),))
 
     def incr_many(self, project, counts):
         """incr for several (name, value) pairs of one request, at once."""

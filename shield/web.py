@@ -118,15 +118,8 @@ def create_app(config=None):
     @app.route("/<project>/<path:path>", methods=IMAGE_METHODS)
     def image(project, path):
         # Image URLs the front door leaves to Flask (odd paths): the same exchange.
-        status, headers, body = answer_image(
-            services,
-            request.environ,
-            request.path,
-            project,
-            path,
-            request.query_string.decode(),
-            request.args,
-        )
+        query = request.query_string.decode(errors="replace")  # as the front door decodes it
+        status, headers, body = answer_image(services, request.environ, request.path, project, path, query)
         if hasattr(body, "read"):
             return Response(wrap_file(request.environ, body), status, headers, direct_passthrough=True)
         resp = Response(body, status)
@@ -206,10 +199,10 @@ def _status_line(status):
     return line
 
 
-def answer_image(services, environ, path, project, rest, query, args=None):
+def answer_image(services, environ, path, project, rest, query):
     """One image exchange, accounted for: (status, header list, body bytes or open file).
 
-    `args`: the parsed query when the caller has it; otherwise it is parsed only if needed.
+    The query is parsed (params.parse_query) only when the answer needs it.
     """
     started = time.perf_counter()
     method = environ["REQUEST_METHOD"]
@@ -217,7 +210,6 @@ def answer_image(services, environ, path, project, rest, query, args=None):
     req = Request(
         project=project,
         path=rest,
-        args=args,
         query=query,
         accept=environ.get("HTTP_ACCEPT", ""),
         if_none_match=environ.get("HTTP_IF_NONE_MATCH", ""),

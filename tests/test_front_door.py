@@ -172,10 +172,15 @@ def test_every_kind_of_purge_lets_go_of_kept_answers(tmp_path, folder, purge):
     assert ca.get(url).headers["X-Cache"] == "MISS"
 
 
-def test_kept_answer_ends_with_the_originals_freshness(make_app, origin):
+def http_app(make_app, origin, cache_ttl):
+    """A project on the test HTTP origin serving rocket.jpg as /h/p.jpg."""
     origin.state.put("/p.jpg", imaging.sample("rocket.jpg"))
-    app = make_app({"h": {"origin": origin.url + "/", "cache_ttl": 1, "allow_private_origin": True}})
-    c = app.test_client()
+    app = make_app({"h": {"origin": origin.url + "/", "cache_ttl": cache_ttl, "allow_private_origin": True}})
+    return app, app.test_client()
+
+
+def test_kept_answer_ends_with_the_originals_freshness(make_app, origin):
+    app, c = http_app(make_app, origin, cache_ttl=1)
     assert c.get("/h/p.jpg?w=50").headers["X-Cache"] == "MISS"
     assert c.get("/h/p.jpg?w=50").headers["X-Cache"] == "HIT"
     assert origin.state.count("/p.jpg") == 1
@@ -188,9 +193,7 @@ def test_kept_answer_ends_with_the_originals_freshness(make_app, origin):
 
 
 def test_changed_original_replaces_kept_answers(make_app, origin):
-    origin.state.put("/p.jpg", imaging.sample("rocket.jpg"))
-    app = make_app({"h": {"origin": origin.url + "/", "cache_ttl": 1, "allow_private_origin": True}})
-    c = app.test_client()
+    app, c = http_app(make_app, origin, cache_ttl=1)
     c.get("/h/p.jpg?w=60")
     old = c.get("/h/p.jpg?w=60")
     assert old.headers["X-Cache"] == "HIT"
@@ -426,9 +429,7 @@ def test_hot_set_off_keeps_file_backed_hits_as_files(tmp_path, folder):
 def test_refetched_original_with_new_bytes_drops_kept_answers(make_app, origin):
     from shield.store import meta_key_of, original_key_of
 
-    origin.state.put("/p.jpg", imaging.sample("rocket.jpg"))
-    app = make_app({"h": {"origin": origin.url + "/", "cache_ttl": 3600, "allow_private_origin": True}})
-    c = app.test_client()
+    app, c = http_app(make_app, origin, cache_ttl=3600)
     c.get("/h/p.jpg?w=60")
     old = c.get("/h/p.jpg?w=60")
     assert old.headers["X-Cache"] == "HIT" and len(hot(app)) == 1
