@@ -1,5 +1,5 @@
 """The WSGI entry point: `gunicorn -c gunicorn.conf.py app:app`."""
 
-from shield.web import create_app
+from shield.api.web import create_app
 
 app = create_app()

@@ -6,7 +6,7 @@ import time
 import numpy as np
 from PIL import Image, ImageOps
 
-from shield import engine, geometry, probe
+from shield.image import engine, geometry, probe
 
 Image.MAX_IMAGE_PIXELS = None
 PIL_FORMATS = {"jpeg": "JPEG", "webp": "WEBP", "avif": "AVIF", "png": "PNG"}

@@ -546,7 +546,7 @@ class Bench:
         """Two shields, one holding 1,000 variants and one 100,000, measured in turns."""
         log("5/5 scale: hit latency with 1,000 and with 100,000 cached variants")
         from shield import params
-        from shield.store import Store, meta_key_of, variant_key_of
+        from shield.cache.store import Store, meta_key_of, variant_key_of
 
         photo = self.hit_photo
         walk = f"/{PROJECT}/{{p}}?w={{w}}&q={{q}}&fmt=webp"

@@ -1,5 +1,5 @@
-"""`python -m shield ...`: the operator command line (see shield/cli.py)."""
+"""`python -m shield ...`: the operator command line (see shield/cli/)."""
 
-from shield.cli import main
+from shield.cli.main import main
 
 raise SystemExit(main())

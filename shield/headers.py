@@ -1,5 +1,7 @@
 """Response headers of the contract's table, as pure functions."""
 
+import hashlib
+
 PUBLIC_CACHE_CONTROL = "public, max-age=31536000, immutable"
 PRIVATE_CACHE_CONTROL = "private, max-age=300"
 SECURITY_HEADERS = {
@@ -69,3 +71,8 @@ def image_headers(
 def not_modified_headers(full):
     """A 304 keeps the validators and caching headers, not the body's."""
     return {k: v for k, v in full.items() if k not in ("Content-Type", "Content-Length")}
+
+
+def strong_etag(body):
+    """A strong validator from the bytes themselves: equal bytes, equal ETag, in every worker."""
+    return '"' + hashlib.blake2b(body, digest_size=16).hexdigest() + '"'

@@ -19,8 +19,8 @@ from requests.adapters import HTTPAdapter
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
+from .cache.tags import origin_tags
 from .errors import Gone, NotFound, OriginError, OriginTimeout, SourceTooLarge
-from .tags import origin_tags
 
 MAX_REDIRECTS = 3
 MAX_PATH = 1024  # characters of a file path; longer is no file anybody serves

@@ -9,7 +9,7 @@ import pytest
 import requests
 
 from shield import logs
-from shield.web import create_app
+from shield.api.web import create_app
 from tests.origin_server import OriginServer
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -16,7 +16,11 @@ from types import SimpleNamespace
 import pytest
 import requests
 
-from shield import cli
+from shield.cli.client import Context
+from shield.cli.main import main, parse_args
+from shield.cli.options import parse_assignment
+from shield.cli.output import human_bytes
+from shield.cli.warm import Progress
 from tests.conftest import ROOT, Gunicorn, free_port
 
 TOKEN = "cli-admin-token-0123456789"
@@ -130,7 +134,7 @@ def hmac_hex(key, message):
 )
 def test_help_everywhere(argv, capsys):
     with pytest.raises(SystemExit) as exit_:
-        cli.main([*argv, "--help"])
+        main([*argv, "--help"])
     assert exit_.value.code == 0
     out = capsys.readouterr().out
     assert out.startswith("usage: python -m shield") and "--url" in out
@@ -154,7 +158,7 @@ def test_help_everywhere(argv, capsys):
 )
 def test_usage_errors_exit_2_with_one_line(argv, capsys):
     try:
-        code = cli.main(argv)
+        code = main(argv)
     except SystemExit as exc:
         code = exc.code
     assert code == 2
@@ -164,7 +168,7 @@ def test_usage_errors_exit_2_with_one_line(argv, capsys):
 
 
 def test_set_values_are_json_when_they_parse():
-    parse = cli.parse_assignment
+    parse = parse_assignment
     assert parse("quality=70") == ("quality", 70)
     assert parse("enabled=false") == ("enabled", False)
     assert parse('tags=["a", "b"]') == ("tags", ["a", "b"])
@@ -174,10 +178,10 @@ def test_set_values_are_json_when_they_parse():
 
 
 def test_human_bytes():
-    assert cli.human_bytes(0) == "0 B"
-    assert cli.human_bytes(1023) == "1023 B"
-    assert cli.human_bytes(1536) == "1.5 KiB"
-    assert cli.human_bytes(4_200_133) == "4.0 MiB"
+    assert human_bytes(0) == "0 B"
+    assert human_bytes(1023) == "1023 B"
+    assert human_bytes(1536) == "1.5 KiB"
+    assert human_bytes(4_200_133) == "4.0 MiB"
 
 
 def test_progress_is_a_bar_on_a_terminal_and_json_lines_elsewhere():
@@ -186,14 +190,14 @@ def test_progress_is_a_bar_on_a_terminal_and_json_lines_elsewhere():
             return True
 
     tty = Tty()
-    bar = cli.Progress(4, tty)
+    bar = Progress(4, tty)
     for done in range(1, 5):
         bar.update(done, 0)
     assert tty.getvalue().count("\r") == 4 and "100% 4/4" in tty.getvalue()
     assert tty.getvalue().endswith("\n")
 
     pipe = io.StringIO()
-    progress = cli.Progress(25, pipe)
+    progress = Progress(25, pipe)
     for done in range(1, 26):
         progress.update(done, done // 10)
     lines = [json.loads(line) for line in pipe.getvalue().splitlines()]
@@ -272,7 +276,7 @@ def test_urls_and_token_come_from_the_configuration(tmp_path, monkeypatch, capsy
     )
     for name in ("SHIELD_URL", "SHIELD_ADMIN_TOKEN", "SHIELD_CONFIG", "PORT"):
         monkeypatch.delenv(name, raising=False)
-    ctx = cli.Context(cli.build_parser().parse_args(["--config", str(config), "stats"]), None, None)
+    ctx = Context(parse_args(["--config", str(config), "stats"]), None, None)
     assert ctx.admin_token() == TOKEN
     assert ctx.base_url(admin=True) == "http://127.0.0.1:9911"  # /v1 lives on admin_bind
     assert ctx.base_url() == "http://127.0.0.1:8000"
@@ -281,16 +285,14 @@ def test_urls_and_token_come_from_the_configuration(tmp_path, monkeypatch, capsy
     assert ctx.base_url() == "http://127.0.0.1:9000" and ctx.admin_token() == "from-the-environment-0123"
     monkeypatch.setenv("SHIELD_URL", "shield.internal:8080/")
     assert ctx.base_url(admin=True) == "http://shield.internal:8080"
-    args = cli.build_parser().parse_args(
-        ["--url", "http://a:1", "stats", "--url", "http://b:2", "--token", "t"]
-    )
+    args = parse_args(["--url", "http://a:1", "stats", "--url", "http://b:2", "--token", "t"])
     assert (args.url, args.token) == ("http://b:2", "t")  # after the command wins
 
     config.write_text('[projects.demo]\norigin = "samples/"\n')
     monkeypatch.delenv("SHIELD_ADMIN_TOKEN")
-    assert cli.main(["--config", str(config), "stats"]) == 2
+    assert main(["--config", str(config), "stats"]) == 2
     assert "no admin token" in capsys.readouterr().err
-    assert cli.main(["--config", str(tmp_path / "nope.toml"), "stats"]) == 2
+    assert main(["--config", str(tmp_path / "nope.toml"), "stats"]) == 2
     assert "no such file" in capsys.readouterr().err
 
 
@@ -368,7 +370,7 @@ def test_stats_match_the_requests_made(server, web):
     table = ok(run_cli(server, "stats", "--project", "counted"))
     rows = dict(re.split(r"\s{2,}", line, maxsplit=1) for line in table.splitlines())
     assert rows["requests"] == "5" and rows["hits"] == "2" and rows["misses"] == "2"
-    assert rows["hit ratio"] == "50.0%" and rows["bytes served"] == cli.human_bytes(sum(sizes))
+    assert rows["hit ratio"] == "50.0%" and rows["bytes served"] == human_bytes(sum(sizes))
     assert rows["origin fetches"] == "3" and rows["transforms"] == "2"
 
     future = json.loads(

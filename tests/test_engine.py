@@ -10,8 +10,8 @@ import textwrap
 import pytest
 from PIL import Image, JpegImagePlugin
 
-from shield import engine, geometry, probe
 from shield.errors import OriginError, SourceTooLarge
+from shield.image import engine, geometry, probe
 from tests import imaging
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -222,7 +222,7 @@ def test_resized_and_padded_keeps_the_format_background(fmt, corner):
 _PEAK_RSS = textwrap.dedent(
     """
     import json, sys, threading
-    from shield import engine, geometry, probe
+    from shield.image import engine, geometry, probe
 
     def mb(key):
         with open("/proc/self/status") as fh:

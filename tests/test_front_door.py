@@ -13,11 +13,12 @@ from hypothesis import strategies as st
 from werkzeug.test import Client
 from werkzeug.wrappers import Request as WerkzeugRequest
 
-from shield import logs, params, signing
+from shield import logs, params
+from shield.api.web import create_app
+from shield.cache.hot import ENTRY_OVERHEAD, Generation, HotEntry, HotSet
+from shield.cache.purge import parse as purge_request
 from shield.delivery import Request as DeliveryRequest
-from shield.hot import ENTRY_OVERHEAD, Generation, HotEntry, HotSet
-from shield.purge import parse as purge_request
-from shield.web import create_app
+from shield.guard import signing
 from tests import imaging
 from tests.conftest import ADMIN_TOKEN
 
@@ -427,7 +428,7 @@ def test_hot_set_off_keeps_file_backed_hits_as_files(tmp_path, folder):
 
 
 def test_refetched_original_with_new_bytes_drops_kept_answers(make_app, origin):
-    from shield.store import meta_key_of, original_key_of
+    from shield.cache.store import meta_key_of, original_key_of
 
     app, c = http_app(make_app, origin, cache_ttl=3600)
     c.get("/h/p.jpg?w=60")

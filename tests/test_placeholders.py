@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from shield import placeholders
+from shield.image import placeholders
 from tests.imaging import decode, sample
 
 PLACEHOLDER_SIDE = 32  # what engine.variant_pixels shrinks a variant to

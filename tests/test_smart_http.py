@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from shield import placeholders
+from shield.image import placeholders
 from tests import imaging
 
 TOKEN = "test-admin-token-0123456789"
@@ -51,7 +51,7 @@ def smart(make_app, folder):
 
 def astronaut_face_in_wide():
     """The face's box in the wide picture, from the detector on the astronaut alone."""
-    from shield import smartcrop
+    from shield.image import smartcrop
 
     rgb = np.asarray(imaging.decode(imaging.sample("astronaut.png")).convert("RGB"))
     (x, y, w, h), *_ = smartcrop.faces(rgb)

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from shield import smartcrop
+from shield.image import smartcrop
 from tests.imaging import decode, sample
 
 ANALYSIS_SIDE = 400  # what engine.analysis_pixels shrinks originals to

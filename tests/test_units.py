@@ -4,8 +4,9 @@ import struct
 
 import pytest
 
-from shield import geometry, negotiate, params, probe
+from shield import params
 from shield.errors import InvalidParam, SourceTooLarge, UnsupportedSource
+from shield.image import geometry, negotiate, probe
 from tests import imaging
 
 PARSE_CASES = [

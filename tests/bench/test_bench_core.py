@@ -12,9 +12,11 @@ import shutil
 import pytest
 from PIL import Image
 
-from shield import engine, geometry, negotiate, params, probe, signing
+from shield import params
+from shield.cache.store import Store, variant_key_of
 from shield.errors import InvalidSignature
-from shield.store import Store, variant_key_of
+from shield.guard import signing
+from shield.image import engine, geometry, negotiate, probe
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BOX = (400, 300)
@@ -130,7 +132,7 @@ def test_signature_check(benchmark, signed_with):
 
 def test_cached_hit_through_the_front_door(benchmark, tmp_path):
     """A whole cached hit in-process: WSGI in, headers and body out (no HTTP server)."""
-    from shield.web import create_app
+    from shield.api.web import create_app
 
     origin = tmp_path / "origin"
     origin.mkdir()

@@ -3,7 +3,7 @@
 import multiprocessing
 import time
 
-from shield.store import Store, variant_key_of
+from shield.cache.store import Store, variant_key_of
 
 VARIANTS = 10_000
 

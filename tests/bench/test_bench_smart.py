@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from shield import placeholders, smartcrop
+from shield.image import placeholders, smartcrop
 from tests.imaging import decode, sample
 
 PHOTO = (2560, 1600)

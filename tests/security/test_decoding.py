@@ -15,7 +15,7 @@ import zlib
 import pytest
 from PIL import Image
 
-from shield.store import meta_key_of
+from shield.cache.store import meta_key_of
 from tests import imaging
 from tests.security import client_of
 

@@ -11,8 +11,8 @@ import warnings
 
 import pytest
 
-from shield import ratelimit
-from shield.ratelimit import WINDOW, RateLimiter
+from shield.guard import ratelimit
+from shield.guard.ratelimit import WINDOW, RateLimiter
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 W = 28_333_333  # a minute number: windows are floor(now / 60)
@@ -165,7 +165,7 @@ HAMMER = textwrap.dedent(
     """
     import sys, time
     sys.path.insert(0, {root!r})
-    from shield.ratelimit import RateLimiter
+    from shield.guard.ratelimit import RateLimiter
     path, key, limit, n, start, now = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), float(sys.argv[5]), float(sys.argv[6])
     limiter = RateLimiter(path)
     limiter.hit("warm-up", 0)
@@ -242,7 +242,7 @@ GEVENT_WAITER = textwrap.dedent(
     import json, sys, time
     import gevent
     sys.path.insert(0, {root!r})
-    from shield.ratelimit import RateLimiter
+    from shield.guard.ratelimit import RateLimiter
     limiter = RateLimiter(sys.argv[1])
     ticks = []
     def ticker():

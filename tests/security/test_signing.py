@@ -8,8 +8,8 @@ import urllib.parse
 import pytest
 from werkzeug.datastructures import MultiDict
 
-from shield import signing
 from shield.errors import Expired, InvalidParam, InvalidSignature
+from shield.guard import signing
 from tests.security import client_of
 
 KEY = "golden-signing-key-0123456789"

@@ -8,8 +8,8 @@ import ipaddress
 import os
 import urllib.parse
 
+from ..errors import ForbiddenReferer, InvalidSignature, RateLimited
 from . import signing
-from .errors import ForbiddenReferer, InvalidSignature, RateLimited
 from .ratelimit import RateLimiter
 
 

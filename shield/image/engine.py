@@ -34,8 +34,8 @@ from wand.exceptions import (  # noqa: E402
 )
 from wand.image import STORAGE_TYPES, Image  # noqa: E402
 
+from ..errors import OriginError, SourceTooLarge  # noqa: E402
 from . import geometry  # noqa: E402
-from .errors import OriginError, SourceTooLarge  # noqa: E402
 from .negotiate import ALPHA_FORMATS, ANIMATED_FORMATS, CONTENT_TYPES  # noqa: E402
 
 # A damaged original must fail loudly, not come out with a grey band that

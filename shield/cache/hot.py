@@ -26,7 +26,7 @@ import struct
 from collections import OrderedDict
 from dataclasses import dataclass
 
-from . import logs
+from .. import logs
 
 HOT_BYTES = 8 * 1024 * 1024  # per worker; the hot_cache_bytes setting
 HOT_MAX_BODY = 128 * 1024

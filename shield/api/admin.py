@@ -5,9 +5,9 @@ from datetime import UTC, datetime
 
 from flask import Blueprint, current_app, request
 
-from . import purge as purge_mod
-from .errors import BadRequest, Conflict, InvalidParam, NotFound, ShieldError, Unauthorized
-from .settings import ConfigError
+from ..cache import purge as purge_mod
+from ..errors import BadRequest, Conflict, InvalidParam, NotFound, ShieldError, Unauthorized
+from ..settings import ConfigError
 
 DEFAULT_PAGE = 50
 MAX_PAGE = 500

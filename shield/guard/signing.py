@@ -30,7 +30,7 @@ import re
 import time
 import urllib.parse
 
-from .errors import Expired, InvalidParam, InvalidSignature
+from ..errors import Expired, InvalidParam, InvalidSignature
 
 # Unix seconds: digits only, and few enough that int() is cheap and bounded.
 _EXP = re.compile(r"^[0-9]{1,12}$")

@@ -12,9 +12,9 @@ import time
 import uuid
 from dataclasses import dataclass
 
-from . import logs
-from .errors import BadRequest, Conflict
-from .statedb import StateDB
+from .. import logs
+from ..errors import BadRequest, Conflict
+from ..statedb import StateDB
 
 MAX_SELECTORS = 1000
 _SCHEMA = """

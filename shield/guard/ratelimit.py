@@ -43,7 +43,7 @@ import struct
 import threading
 import time
 
-from . import logs
+from .. import logs
 
 WINDOW = 60  # seconds
 MAGIC = b"SHRL"

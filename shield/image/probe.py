@@ -9,7 +9,7 @@ for AVIF/HEIC, so those are read from the HEIF `ispe` property instead.
 import struct
 from dataclasses import dataclass
 
-from .errors import SourceTooLarge, UnsupportedSource
+from ..errors import SourceTooLarge, UnsupportedSource
 
 HEIF_BRANDS = {
     b"avif": "avif",

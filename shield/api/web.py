@@ -20,19 +20,19 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.http import remove_entity_headers
 from werkzeug.wsgi import FileWrapper, wrap_file
 
-from . import logs, metrics
-from . import settings as settings_mod
+from .. import logs, metrics
+from .. import settings as settings_mod
+from ..cache.flight import Flight
+from ..cache.purge import Purger
+from ..cache.store import Store
+from ..delivery import Delivery, Request
+from ..errors import MethodNotAllowed, NotFound, ShieldError, Unauthorized
+from ..guard.security import ClientAddress, Guard
+from ..headers import SECURITY_HEADERS
+from ..pool import TransformPool
+from ..projects import Registry
+from ..stats import Stats
 from .admin import admin
-from .delivery import Delivery, Request
-from .errors import MethodNotAllowed, NotFound, ShieldError, Unauthorized
-from .flight import Flight
-from .headers import SECURITY_HEADERS
-from .pool import TransformPool
-from .projects import Registry
-from .purge import Purger
-from .security import ClientAddress, Guard
-from .stats import Stats
-from .store import Store
 
 ERROR_HEADERS = {"Cache-Control": "no-store", **SECURITY_HEADERS}
 IMAGE_METHODS = ("GET", "HEAD")

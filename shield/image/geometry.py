@@ -6,7 +6,7 @@ never of the decoded image, which JPEG shrink-on-load may have made smaller.
 
 from dataclasses import dataclass
 
-from .errors import InvalidParam
+from ..errors import InvalidParam
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import diskcache
 
-from . import logs
+from .. import logs
 from .hot import Generation
 
 ENTRY_MAGIC = b"SHV1"

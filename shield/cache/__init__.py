@@ -1,0 +1,1 @@
+"""What is stored and purged: the disk cache, the hot set, coalescing, purges and tags."""

@@ -1,0 +1,1 @@
+"""Who may ask: signatures, referers and rate limits."""

@@ -1,0 +1,1 @@
+"""Pixels: probing, decoding, resizing, encoding, format negotiation, smart crops, placeholders."""

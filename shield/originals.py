@@ -1,0 +1,236 @@
+"""The life of a stored original: fresh, refreshed ahead, revalidated, fetched, or served stale.
+
+Every variant of a file is made from its stored original, so the origin is
+asked once per file, however many sizes and formats are served. What the
+origin said (validators, freshness, tags, the probed size and format) is kept
+as the original's metadata; the bytes are kept under a version that changes
+whenever the origin sends new ones.
+"""
+
+import secrets
+import time
+from dataclasses import dataclass
+
+from . import logs
+from .cache.store import meta_key_of, original_key_of
+from .errors import Gone, NotFound, OriginError, OriginFailure, ShieldError
+from .image import engine, probe
+from .origin import gevent_patched, make_origin
+
+REFRESH_AHEAD = 0.1  # revalidate in the background in the last tenth of freshness
+
+
+@dataclass
+class Original:
+    meta: dict
+    body: bytes | None  # in memory when just fetched
+    state: str  # fresh | revalidated | fetched | stale
+    origin_ms: float | None = None
+    fwd_status: int | None = None
+
+
+def lifetime(meta, now):
+    """How long the stored original is fresh for, from its last fetch or revalidation."""
+    return meta["fresh_until"] - meta.get("validated_at", meta.get("fetched_at", now))
+
+
+def refresh_ahead_at(meta, now):
+    """When a request starts revalidating this original in the background."""
+    return meta["fresh_until"] - max(0.0, lifetime(meta, now)) * REFRESH_AHEAD
+
+
+def may_serve_stale(project, meta, now):
+    return now < meta["fresh_until"] + project.stale_if_error
+
+
+class Originals:
+    def __init__(self, settings, store, stats, pool, flight):
+        self.settings = settings
+        self.store = store
+        self.stats = stats
+        self.pool = pool
+        self.flight = flight
+        self._origins = {}
+        self._refreshing = set()
+
+    def origin_for(self, project):
+        origin = self._origins.get(project)
+        if origin is None:
+            origin = self._origins[project] = make_origin(project, self.settings)
+        return origin
+
+    def get(self, project, path):
+        """The stored original's metadata, revalidated or fetched when it is not fresh."""
+        mkey = meta_key_of(project.name, path)
+        meta = self.store.get(mkey)
+        now = time.time()
+        if isinstance(meta, dict) and meta.get("negative"):
+            if now < meta["expires"]:
+                raise (Gone if meta["negative"] == 410 else NotFound)()
+            meta = None
+        if not isinstance(meta, dict) or "version" not in meta:
+            meta = None
+        if meta is not None and now < meta["fresh_until"]:
+            self._maybe_refresh_ahead(project, path, meta, now)
+            return Original(meta, None, "fresh")
+        if meta is not None and now < meta.get("retry_at", 0) and may_serve_stale(project, meta, now):
+            return Original(meta, None, "stale", fwd_status=meta.get("fwd_status"))
+
+        def fresh_in_store():
+            found = self.store.get(mkey)
+            if isinstance(found, dict) and "version" in found and time.time() < found["fresh_until"]:
+                return Original(found, None, "fresh")
+            return None
+
+        try:
+            return self.flight.once(
+                mkey,
+                make=lambda: self.fetch(project, path, meta),
+                check=fresh_in_store,
+                timeout=self.settings.origin_timeout,
+            )
+        except OriginFailure as exc:
+            if meta is not None and may_serve_stale(project, meta, time.time()):
+                meta = dict(
+                    meta, retry_at=time.time() + self.settings.origin_retry_interval, fwd_status=exc.status
+                )
+                self.store.set(mkey, meta)
+                return Original(meta, None, "stale", fwd_status=exc.status)
+            raise
+
+    def _maybe_refresh_ahead(self, project, path, meta, now):
+        """In the last tenth of an original's freshness, revalidate it in the background.
+
+        Requests keep being answered from the cache meanwhile, so a popular
+        image never waits on its origin when it expires.
+        """
+        if lifetime(meta, now) <= 0 or now < refresh_ahead_at(meta, now) or not gevent_patched():
+            return
+        mkey = meta_key_of(project.name, path)
+        if mkey in self._refreshing:
+            return
+        self._refreshing.add(mkey)
+
+        def refreshed_elsewhere():
+            found = self.store.get(mkey)
+            if isinstance(found, dict) and found.get("fresh_until", 0) > meta["fresh_until"]:
+                return found
+            return None
+
+        def refresh():
+            try:
+                self.flight.once(
+                    mkey,
+                    make=lambda: self.fetch(project, path, meta),
+                    check=refreshed_elsewhere,
+                    timeout=self.settings.origin_timeout,
+                )
+            except ShieldError as exc:
+                logs.event("refresh_ahead_failed", project=project.name, path=path, code=exc.code)
+            finally:
+                self._refreshing.discard(mkey)
+
+        import gevent
+
+        gevent.spawn(refresh)
+
+    def fetch(self, project, path, old):
+        """Ask the origin (conditionally when we hold a copy) and store what it says."""
+        mkey = meta_key_of(project.name, path)
+        origin = self.origin_for(project)
+        started = time.perf_counter()
+        try:
+            fetched = origin.fetch(
+                path, etag=old and old.get("etag"), last_modified=old and old.get("last_modified")
+            )
+        except (NotFound, Gone) as exc:
+            self.stats.incr(project.name, "origin_fetches")
+            if project.negative_ttl:
+                self.store.set(mkey, {"negative": exc.status, "expires": time.time() + project.negative_ttl})
+            if old is not None:
+                self.store.drop_variants_of(project.name, path, except_version=None)
+            raise
+        finally:
+            origin_ms = (time.perf_counter() - started) * 1000
+        self.stats.incr(project.name, "origin_fetches")
+        now = time.time()
+        ttl = fetched.max_age if fetched.max_age is not None else project.cache_ttl
+
+        if fetched.status == 304 and old is not None:
+            meta = dict(
+                old,
+                fresh_until=now + ttl,
+                validated_at=now,
+                retry_at=0,
+                fwd_status=None,
+                tags=list(fetched.tags) or old.get("tags", []),
+            )
+            self.store.set(mkey, meta)
+            return Original(meta, None, "revalidated", origin_ms)
+
+        body = fetched.body
+        info = self.checked_source(body)
+        meta = {
+            "version": secrets.token_hex(8),
+            "etag": fetched.etag,
+            "last_modified": fetched.last_modified,
+            "fetched_at": now,
+            "validated_at": now,
+            "fresh_until": now + ttl,
+            "tags": list(fetched.tags),
+            "size": len(body),
+            "info": {
+                "format": info.format,
+                "width": info.width,
+                "height": info.height,
+                "orientation": info.orientation,
+                "has_alpha": info.has_alpha,
+                "animated": info.animated,
+            },
+        }
+        # The body before the metadata that points at it: a reader never finds one without the other.
+        if self.store.set(original_key_of(project.name, path, meta["version"]), body):
+            self.store.set(mkey, meta)
+            self.store.record_file(project.name, path)
+        if old is not None and old.get("version"):
+            self.store.drop_variants_of(project.name, path, except_version=meta["version"])
+            self.store.delete(original_key_of(project.name, path, old["version"]))
+        return Original(meta, body, "fetched", origin_ms)
+
+    def fetch_uncached(self, project, path):
+        """A private original: fetched for this request only, never stored. (body, info, origin_ms)"""
+        started = time.perf_counter()
+        fetched = self.origin_for(project).fetch(path)
+        self.stats.incr(project.name, "origin_fetches")
+        origin_ms = (time.perf_counter() - started) * 1000
+        return fetched.body, self.checked_source(fetched.body), origin_ms
+
+    def checked_source(self, body):
+        """Probe a new original and refuse, before anything is stored, one that is cut off or does not decode."""
+        info = probe.probe(body, self.settings.max_source_pixels)
+        if not probe.is_complete(body, info.format):
+            raise OriginError(f"The original {info.format.upper()} is cut off before its end.")
+        self.pool.run(engine.decode_check, body, info)
+        return info
+
+    def body_of(self, project, path, original):
+        """The original's bytes: in memory, from the store, or fetched again when evicted."""
+        if original.body is not None:
+            return original.body
+        body = self.store.get(original_key_of(project.name, path, original.meta["version"]))
+        if isinstance(body, bytes) and len(body) == original.meta["size"]:
+            return body
+        # The body was evicted (or damaged) while its metadata stayed: fetch it again.
+        old_version = original.meta["version"]
+        refetched = self.fetch(project, path, None)
+        if refetched.meta["version"] != old_version:
+            # A new version, as after any replaced original: the old one's variants go
+            # (and every worker's hot set lets go of them).
+            self.store.drop_variants_of(project.name, path, except_version=refetched.meta["version"])
+        original.meta.update(refetched.meta)
+        original.origin_ms = refetched.origin_ms
+        return refetched.body
+
+    def remember_regions(self, project, path, original):
+        """Store the original's metadata again after its detected regions were added to it."""
+        self.store.set(meta_key_of(project.name, path), original.meta)
