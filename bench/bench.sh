@@ -43,6 +43,9 @@ fi
 "$VENV/bin/python" -m bench.run "${args[@]}"
 
 echo
+"$VENV/bin/python" -m bench.optimize ${PHOTOS:+--photos "$PHOTOS"}
+
+echo
 echo "## Core code paths (pytest-benchmark)"
 "$VENV/bin/python" -m pytest -q -p no:cacheprovider tests/bench/test_bench_core.py \
     --benchmark-enable --benchmark-max-time=0.25 --benchmark-min-rounds=3 --benchmark-warmup=off \

@@ -24,7 +24,7 @@ from .headers import (
 )
 from .image import negotiate
 from .origin import safe_segments
-from .originals import Originals, refresh_ahead_at
+from .originals import Originals, asset_path, refresh_ahead_at
 from .variants import Variants
 
 STORED_ELSEWHERE = object()  # the variant appeared in the cache while this request waited
@@ -42,6 +42,7 @@ class Request:
     client_ip: str = ""
     head: bool = False
     checked: bool = False  # signature, referer and rate limits already passed
+    asset: str | None = None  # "<10 characters>.<ext>" of a /c/ URL; then `project` is unused
 
 
 @dataclass
@@ -55,15 +56,16 @@ class Reply:
 
 
 class Delivery:
-    def __init__(self, settings, store, stats, pool, flight, projects, guard=None):
+    def __init__(self, settings, store, stats, pool, flight, projects, assets, guard=None):
         self.settings = settings
         self.store = store
         self.stats = stats
         self.pool = pool
         self.flight = flight
         self.projects = projects
+        self.assets = assets
         self.guard = guard  # signatures, referers, rate limits (security.Guard)
-        self.originals = Originals(settings, store, stats, pool, flight)
+        self.originals = Originals(settings, store, stats, pool, flight, assets)
         self.variants = Variants(settings, store, stats, pool, self.originals)
         self.hot = HotSet(settings.hot_cache_bytes)
 
@@ -78,25 +80,27 @@ class Delivery:
             if reply is not None:
                 return reply
         generation = self.store.generation.current()
-        project = self.projects.get(req.project)
-        if project is None or not project.enabled:
-            raise ProjectNotFound(f"No project named {req.project!r}.")
-        if safe_segments(req.path) is None:
-            raise NotFound()
+        asset, project = self._target(req)
         if req.args is None:
             req.args = params.parse_query(req.query)
         if self.guard is not None and not req.checked:
-            self.guard.check_request(project, req)
-        transform = params.parse(req.args, project.quality, project.max_width, project.max_height)
+            self._check(project, req)
+        transform = params.parse(
+            params.with_preset(req.args, project), project.quality, project.max_width, project.max_height
+        )
         klass = negotiate.accept_class(req.accept)
 
-        if project.private:
+        if asset is not None:
+            original, path = self.originals.of_asset(asset), asset_path(asset.id)
+            if transform.is_passthrough_candidate:
+                return self._serve_asset_bytes(req, hot_key, generation, project, asset, original, started)
+        elif project.private:
             return self._serve_private(project, req, transform, klass, started)
-
-        original = self.originals.get(project, req.path)
+        else:
+            original, path = self.originals.get(project, req.path), req.path
         key = variant_key_of(
             project.name,
-            req.path,
+            path,
             original.meta["version"],
             transform.canonical(),
             klass if transform.fmt == "auto" and not transform.blur else "-",
@@ -113,7 +117,7 @@ class Delivery:
             self.guard.check_miss(project, req)
         made = self.flight.once(
             key,
-            make=lambda: self.variants.make(project, req.path, original, transform, klass, key),
+            make=lambda: self.variants.make(project, path, original, transform, klass, key),
             check=lambda: self._stored_elsewhere(key),
             timeout=self.settings.origin_timeout,
         )
@@ -124,7 +128,7 @@ class Delivery:
             made = (
                 (entry, True, None)
                 if entry is not None
-                else self.variants.make(project, req.path, original, transform, klass, key)
+                else self.variants.make(project, path, original, transform, klass, key)
             )
         entry, stored, process_ms = made
         x_cache = "STALE" if original.state == "stale" else ("MISS" if process_ms is not None else "HIT")
@@ -132,18 +136,56 @@ class Delivery:
             req, project, entry, x_cache, started, stored=stored, original=original, process_ms=process_ms
         )
 
+    def _target(self, req):
+        """(asset or None, project) of a request, or the contract's 404."""
+        if req.asset is not None:
+            asset = self.assets.get("img_" + req.asset[:10])
+            if asset is None or asset.ext != req.asset[11:]:
+                raise NotFound("No such asset.")
+            project = self.projects.get(asset.project)
+            if project is None or not project.enabled:
+                raise NotFound("No such asset.")
+            return asset, project
+        project = self.projects.get(req.project)
+        if project is None or not project.enabled:
+            raise ProjectNotFound(f"No project named {req.project!r}.")
+        if safe_segments(req.path) is None:
+            raise NotFound()
+        return None, project
+
+    def _check(self, project, req):
+        if req.asset is not None:
+            self.guard.check_public(project, req)  # an asset's URL is public: no signature
+        else:
+            self.guard.check_request(project, req)
+
+    def _serve_asset_bytes(self, req, hot_key, generation, project, asset, original, started):
+        """An asset URL without transform parameters: the stored bytes exactly, from their file."""
+        body = self.assets.open(asset)
+        if body is None:
+            raise NotFound("This asset is gone.")
+        header = {
+            "content_type": negotiate.CONTENT_TYPES[asset.record["format"]],
+            "etag": asset.record["etag"],
+            "tags": [f"project-{project.name}", f"asset-{asset.id}", *project.tags],
+        }
+        entry = Entry(header, body, asset.size)
+        if not req.head and generation is not None:
+            self._keep_hot(hot_key, generation, project, original, entry)
+        return self._reply(req, project, entry, "HIT", started, stored=True, original=original)
+
     # -- the hot set (hot.py)
 
     def _serve_hot(self, req, hot_key, hot, started):
         """The kept answer, or None when it no longer holds (then the disk path runs)."""
-        project = self.projects.get(req.project)
+        project = self.projects.get(hot.project.name)
         if project is not hot.project or time.time() >= hot.valid_until:
             self.hot.discard(hot_key)
             return None
         if self.guard is not None:
             if req.args is None and project.signing_key:
                 req.args = params.parse_query(req.query)
-            self.guard.check_request(project, req)  # may wait on the rate limiter's lock
+            self._check(project, req)  # may wait on the rate limiter's lock
             req.checked = True
         # After the checks, which can yield: a purge that ended meanwhile is seen here.
         if self.store.generation.current() != hot.generation:

@@ -3,11 +3,13 @@
     ShieldError
     ├── InvalidParam            400 invalid_param
     ├── BadRequest              400 bad_request
+    ├── InvalidSource           400 invalid_source
     ├── Unauthorized            401 unauthorized
     ├── Forbidden               403
     │   ├── InvalidSignature        invalid_signature
     │   ├── Expired                 expired
-    │   └── ForbiddenReferer        forbidden_referer
+    │   ├── ForbiddenReferer        forbidden_referer
+    │   └── ForbiddenScope          forbidden_scope
     ├── NotFound                404 not_found
     │   └── ProjectNotFound         project_not_found
     ├── MethodNotAllowed        405 method_not_allowed
@@ -19,6 +21,7 @@
     ├── Overloaded              503 overloaded        (Retry-After)
     └── OriginFailure
         ├── OriginError         502 origin_error
+        │   └── OriginUnreachable   (no connection: refused, DNS)
         └── OriginTimeout       504 origin_timeout
 
 The web layer turns any of these into the contract's JSON body; nothing else
@@ -59,6 +62,12 @@ class BadRequest(ShieldError):
     code = "bad_request"
 
 
+class InvalidSource(ShieldError):
+    status = 400
+    code = "invalid_source"
+    default_message = "source must be a URL under the project's origin, or a path under it."
+
+
 class Unauthorized(ShieldError):
     status = 401
     code = "unauthorized"
@@ -83,6 +92,11 @@ class Expired(Forbidden):
 class ForbiddenReferer(Forbidden):
     code = "forbidden_referer"
     default_message = "This project does not serve pages of that Referer."
+
+
+class ForbiddenScope(Forbidden):
+    code = "forbidden_scope"
+    default_message = "This key may not make this call (its scopes or its project do not allow it)."
 
 
 class NotFound(ShieldError):
@@ -145,6 +159,10 @@ class OriginFailure(ShieldError):
 
 class OriginError(OriginFailure):
     default_message = "The origin failed or sent bytes that do not decode."
+
+
+class OriginUnreachable(OriginError):
+    default_message = "The origin could not be reached."
 
 
 class OriginTimeout(OriginFailure):

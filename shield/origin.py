@@ -20,7 +20,7 @@ from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
 from .cache.tags import origin_tags
-from .errors import Gone, NotFound, OriginError, OriginTimeout, SourceTooLarge
+from .errors import Gone, NotFound, OriginError, OriginTimeout, OriginUnreachable, SourceTooLarge
 
 MAX_REDIRECTS = 3
 MAX_PATH = 1024  # characters of a file path; longer is no file anybody serves
@@ -223,7 +223,7 @@ class HttpOrigin:
                     "set allow_private_origin = true for this project if that is intended."
                 ) from None
             except requests.exceptions.ConnectionError:
-                raise OriginError("The origin could not be reached.") from None
+                raise OriginUnreachable() from None
             except (requests.RequestException, urllib3.exceptions.HTTPError) as exc:
                 raise OriginError(f"The origin's answer broke off: {type(exc).__name__}") from None
             except BaseException as exc:
@@ -299,10 +299,11 @@ class HttpOrigin:
         )
 
 
-def make_origin(project, settings):
-    if project.is_http:
+def make_origin(project, settings, via=None):
+    """The project's origin; with `via`, the base URL of one of its source domains."""
+    if via or project.is_http:
         return HttpOrigin(
-            project.origin,
+            via or project.origin,
             settings.max_source_bytes,
             settings.origin_timeout,
             allow_private=project.allow_private_origin,

@@ -18,6 +18,7 @@ from .image import engine, probe
 from .origin import gevent_patched, make_origin
 
 REFRESH_AHEAD = 0.1  # revalidate in the background in the last tenth of freshness
+FOREVER = 100 * 365 * 86400  # an asset's freshness: shield keeps it, nobody changes it
 
 
 @dataclass
@@ -43,9 +44,21 @@ def may_serve_stale(project, meta, now):
     return now < meta["fresh_until"] + project.stale_if_error
 
 
+def stored_path(path, via):
+    """Where an original lives in the cache: its path, or for a source domain's file the whole URL
+    (no origin path can start with a scheme, so the two never meet)."""
+    return via + path if via else path
+
+
+def asset_path(asset_id):
+    """Where an asset's variants live in the cache: a path no origin file can have (it starts with /)."""
+    return "/" + asset_id
+
+
 class Originals:
-    def __init__(self, settings, store, stats, pool, flight):
+    def __init__(self, settings, store, stats, pool, flight, assets):
         self.settings = settings
+        self.assets = assets
         self.store = store
         self.stats = stats
         self.pool = pool
@@ -53,15 +66,19 @@ class Originals:
         self._origins = {}
         self._refreshing = set()
 
-    def origin_for(self, project):
-        origin = self._origins.get(project)
+    def origin_for(self, project, via=None):
+        """The project's origin, or with `via` (a base URL of one of its source_domains) that host."""
+        origin = self._origins.get((project, via))
         if origin is None:
-            origin = self._origins[project] = make_origin(project, self.settings)
+            origin = self._origins[(project, via)] = make_origin(project, self.settings, via)
         return origin
 
-    def get(self, project, path):
-        """The stored original's metadata, revalidated or fetched when it is not fresh."""
-        mkey = meta_key_of(project.name, path)
+    def get(self, project, path, via=None):
+        """The stored original's metadata, revalidated or fetched when it is not fresh.
+
+        `via`: fetch from this base URL (a source domain) instead of the project's origin.
+        """
+        mkey = meta_key_of(project.name, stored_path(path, via))
         meta = self.store.get(mkey)
         now = time.time()
         if isinstance(meta, dict) and meta.get("negative"):
@@ -71,7 +88,7 @@ class Originals:
         if not isinstance(meta, dict) or "version" not in meta:
             meta = None
         if meta is not None and now < meta["fresh_until"]:
-            self._maybe_refresh_ahead(project, path, meta, now)
+            self._maybe_refresh_ahead(project, path, meta, now, via)
             return Original(meta, None, "fresh")
         if meta is not None and now < meta.get("retry_at", 0) and may_serve_stale(project, meta, now):
             return Original(meta, None, "stale", fwd_status=meta.get("fwd_status"))
@@ -85,7 +102,7 @@ class Originals:
         try:
             return self.flight.once(
                 mkey,
-                make=lambda: self.fetch(project, path, meta),
+                make=lambda: self.fetch(project, path, meta, via),
                 check=fresh_in_store,
                 timeout=self.settings.origin_timeout,
             )
@@ -98,7 +115,7 @@ class Originals:
                 return Original(meta, None, "stale", fwd_status=exc.status)
             raise
 
-    def _maybe_refresh_ahead(self, project, path, meta, now):
+    def _maybe_refresh_ahead(self, project, path, meta, now, via):
         """In the last tenth of an original's freshness, revalidate it in the background.
 
         Requests keep being answered from the cache meanwhile, so a popular
@@ -106,7 +123,7 @@ class Originals:
         """
         if lifetime(meta, now) <= 0 or now < refresh_ahead_at(meta, now) or not gevent_patched():
             return
-        mkey = meta_key_of(project.name, path)
+        mkey = meta_key_of(project.name, stored_path(path, via))
         if mkey in self._refreshing:
             return
         self._refreshing.add(mkey)
@@ -121,7 +138,7 @@ class Originals:
             try:
                 self.flight.once(
                     mkey,
-                    make=lambda: self.fetch(project, path, meta),
+                    make=lambda: self.fetch(project, path, meta, via),
                     check=refreshed_elsewhere,
                     timeout=self.settings.origin_timeout,
                 )
@@ -134,14 +151,15 @@ class Originals:
 
         gevent.spawn(refresh)
 
-    def fetch(self, project, path, old):
+    def fetch(self, project, path, old, via=None):
         """Ask the origin (conditionally when we hold a copy) and store what it says."""
+        origin = self.origin_for(project, via)
+        path, fetch_path = stored_path(path, via), path
         mkey = meta_key_of(project.name, path)
-        origin = self.origin_for(project)
         started = time.perf_counter()
         try:
             fetched = origin.fetch(
-                path, etag=old and old.get("etag"), last_modified=old and old.get("last_modified")
+                fetch_path, etag=old and old.get("etag"), last_modified=old and old.get("last_modified")
             )
         except (NotFound, Gone) as exc:
             self.stats.incr(project.name, "origin_fetches")
@@ -188,6 +206,8 @@ class Originals:
                 "animated": info.animated,
             },
         }
+        if via:
+            meta["via"] = via
         # The body before the metadata that points at it: a reader never finds one without the other.
         if self.store.set(original_key_of(project.name, path, meta["version"]), body):
             self.store.set(mkey, meta)
@@ -213,20 +233,44 @@ class Originals:
         self.pool.run(engine.decode_check, body, info)
         return info
 
+    @staticmethod
+    def of_asset(asset):
+        """An asset as an original: stored by shield itself, so fresh for good and never refetched."""
+        meta = {
+            "version": asset.id,
+            "asset": asset.id,
+            "fetched_at": asset.record["created"],
+            "validated_at": asset.record["created"],
+            "fresh_until": asset.record["created"] + FOREVER,
+            "tags": [f"asset-{asset.id}"],
+            "size": asset.size,
+            "etag": asset.record.get("etag"),
+            "info": asset.info(),
+        }
+        return Original(meta, None, "fresh")
+
     def body_of(self, project, path, original):
         """The original's bytes: in memory, from the store, or fetched again when evicted."""
         if original.body is not None:
             return original.body
-        body = self.store.get(original_key_of(project.name, path, original.meta["version"]))
+        if "asset" in original.meta:
+            asset = self.assets.get(original.meta["asset"])
+            body = self.assets.read(asset) if asset is not None else None
+            if body is None:
+                raise NotFound("This asset is gone.")
+            return body
+        via = original.meta.get("via")
+        key_path = stored_path(path, via)
+        body = self.store.get(original_key_of(project.name, key_path, original.meta["version"]))
         if isinstance(body, bytes) and len(body) == original.meta["size"]:
             return body
         # The body was evicted (or damaged) while its metadata stayed: fetch it again.
         old_version = original.meta["version"]
-        refetched = self.fetch(project, path, None)
+        refetched = self.fetch(project, path, None, via)
         if refetched.meta["version"] != old_version:
             # A new version, as after any replaced original: the old one's variants go
             # (and every worker's hot set lets go of them).
-            self.store.drop_variants_of(project.name, path, except_version=refetched.meta["version"])
+            self.store.drop_variants_of(project.name, key_path, except_version=refetched.meta["version"])
         original.meta.update(refetched.meta)
         original.origin_ms = refetched.origin_ms
         return refetched.body

@@ -148,3 +148,33 @@ def parse(args, quality=80, max_width=8192, max_height=8192):
     return Transform(
         w=w, h=h, fit=fit, q=q, fmt=fmt, blur=blur, lqip=lqip, bx=bx if blur else 4, by=by if blur else 3
     )
+
+
+def check_preset(query):
+    """Raise ValueError unless `query` is a valid set of image parameters (a project's preset)."""
+    args = parse_query(query)
+    unknown = [name for name in args if name not in KNOWN]
+    if unknown:
+        raise ValueError(f"{unknown[0]!r} is not an image parameter ({', '.join(KNOWN)})")
+    try:
+        parse(args)
+    except InvalidParam as exc:
+        raise ValueError(str(exc)) from None
+
+
+def with_preset(args, project):
+    """The URL's parameters over its `preset`'s; with presets_only, nothing but presets."""
+    if project.presets_only:
+        explicit = [name for name in KNOWN if name in args]
+        if explicit:
+            raise InvalidParam(explicit[0], "this project serves presets only: ask for ?preset=<name>")
+    name = args.get("preset")
+    if name is None:
+        return args
+    query = project.presets.get(name)
+    if query is None:
+        known = ", ".join(sorted(project.presets)) or "none"
+        raise InvalidParam("preset", f"no preset named {name[:40]!r} (this project has: {known})")
+    merged = parse_query(query)
+    merged.update((k, v) for k, v in args.items() if k != "preset")
+    return merged

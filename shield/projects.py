@@ -2,9 +2,10 @@
 
 Projects made, changed or deleted through /v1/projects live in `projects.db`
 (SQLite, in state_dir), over the file's: a change there wins, a deletion
-hides a file project. Every worker re-reads the table when its change
-counter moves, checked at most every REFRESH_INTERVAL, so a change made in
-one worker is seen by all within a second.
+hides a file project. Every write moves a counter in a small mapped file
+(`projects.changes`) that each lookup reads, so a request that starts after a
+write was answered, in any worker, sees that write; the table's own change
+counter is checked too, at most every REFRESH_INTERVAL.
 """
 
 import json
@@ -14,6 +15,7 @@ import threading
 import time
 
 from . import logs
+from .cache.hot import Generation
 from .settings import ConfigError, build_project
 from .statedb import StateDB
 
@@ -31,6 +33,8 @@ class Registry:
         self._projects = dict(self._file_projects)
         self.path = os.path.join(settings.state_dir, "projects.db")
         self._state = StateDB(self.path, _SCHEMA)
+        self._changes = Generation(os.path.join(settings.state_dir, "projects.changes"))
+        self._seen_changes = None
         self._seen_version = None
         self._checked_at = 0.0
         self._lock = threading.Lock()
@@ -40,9 +44,10 @@ class Registry:
 
     def _refresh(self, force=False):
         now = time.monotonic()
-        if not force and now - self._checked_at < REFRESH_INTERVAL:
+        changes = self._changes.current()
+        if not force and now - self._checked_at < REFRESH_INTERVAL and changes == self._seen_changes:
             return
-        self._checked_at = now
+        self._checked_at, self._seen_changes = now, changes
         db = self._conn()
         if db is None:
             return
@@ -88,16 +93,19 @@ class Registry:
                 " updated = excluded.updated",
                 (name, json.dumps(body) if body is not None else None, int(deleted), time.time()),
             )
+        self._changes.bump()
         self._refresh(force=True)
 
     def create(self, name, table):
         project = build_project(name, table, where="projects")
+        self._refresh(force=True)  # a write decides on what is stored now, not on this worker's copy
         if self.get(name) is not None:
             return None
         self._write(name, project.settings())
         return project
 
     def update(self, name, changes):
+        self._refresh(force=True)
         current = self.get(name)
         if current is None:
             return None
@@ -109,6 +117,7 @@ class Registry:
         return project
 
     def delete(self, name):
+        self._refresh(force=True)
         if self.get(name) is None:
             return False
         self._write(name, None, deleted=True)

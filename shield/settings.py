@@ -167,6 +167,68 @@ def _log_level(value):
 _log_level.kind = "str"
 
 
+def _url_base(value):
+    value = _str(value).strip().rstrip("/")
+    if value and not re.fullmatch(r"https?://[^/\s?#]+(/[^\s?#]*)?", value):
+        raise ValueError("expected an http(s):// URL such as https://img.example.com")
+    return value
+
+
+_url_base.kind = "str"
+
+API_RATE_LIMITS = {"optimize": 300, "resize": 1200, "purge": 30}
+
+
+def _api_rate_limits(value):
+    if not isinstance(value, dict):
+        raise ValueError("expected a table such as {optimize = 300, resize = 1200, purge = 30}")
+    out = dict(API_RATE_LIMITS)
+    for name, limit in value.items():
+        if name not in API_RATE_LIMITS:
+            raise ValueError(f"{name!r} is not one of {', '.join(API_RATE_LIMITS)}")
+        out[name] = _int(0)(limit)
+    return out
+
+
+_api_rate_limits.kind = "table"
+PRESET_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
+
+
+def _presets(value):
+    """name -> query string of image parameters, each checked as a URL's would be."""
+    from .params import check_preset
+
+    if not isinstance(value, dict):
+        raise ValueError('expected a table such as {thumb = "w=200&h=200&fit=cover"}')
+    out = {}
+    for name, query in value.items():
+        if not PRESET_NAME.match(name) or not isinstance(query, str):
+            raise ValueError(f"preset {name!r}: expected a name of letters, digits, '-', '_' and a string")
+        try:
+            check_preset(query)
+        except ValueError as exc:
+            raise ValueError(f"preset {name!r}: {exc}") from None
+        out[name] = query
+    return out
+
+
+_presets.kind = "table"
+
+
+def _source_domains(value):
+    """Hosts a project may fetch from besides its origin: 'https://cdn.example.com' or a bare host."""
+    out = []
+    for entry in _str_list(value):
+        entry = entry.strip().lower().rstrip("/")
+        if not re.fullmatch(r"(https?://)?[a-z0-9.-]+(:\d{1,5})?", entry):
+            raise ValueError(f"{entry!r}: expected a host such as https://cdn.example.com")
+        out.append(entry)
+    return out
+
+
+_source_domains.kind = "list"
+
+
 @dataclass(frozen=True)
 class Setting:
     name: str
@@ -182,6 +244,18 @@ SHIELD_SETTINGS = [
         "var/state",
         _str,
         "Folder of what must outlive the cache: projects made through the API, stats, purge records.",
+    ),
+    Setting(
+        "asset_dir",
+        "",
+        _str,
+        "Folder of the asset store (optimize results, uploads); empty: <state_dir>/assets. Share it between nodes.",
+    ),
+    Setting(
+        "public_url",
+        "",
+        _url_base,
+        "Base of every absolute URL shield answers with (https://img.example.com). Empty: the request's scheme and host.",
     ),
     Setting(
         "cache_max_bytes",
@@ -300,6 +374,25 @@ PROJECT_SETTINGS = [
         "Allow an HTTP origin on a private, loopback or link-local address.",
     ),
     Setting("tags", [], _str_list, "Extra cache tags every variant of this project carries."),
+    Setting(
+        "api_rate_limits",
+        dict(API_RATE_LIMITS),
+        _api_rate_limits,
+        "Edge API calls a minute per key: {optimize = 300, resize = 1200, purge = 30}; 0 turns one off.",
+    ),
+    Setting(
+        "presets",
+        {},
+        _presets,
+        'Named sets of image parameters: {thumb = "w=200&h=200&fit=cover&q=70"}; ?preset=thumb applies one.',
+    ),
+    Setting("presets_only", False, _bool, "Refuse every transform that is not a preset (400 invalid_param)."),
+    Setting(
+        "source_domains",
+        [],
+        _source_domains,
+        "Hosts (and their subdomains) whose images /v1/optimize may fetch, besides the origin: https://cdn.example.com.",
+    ),
 ]
 
 _SHIELD_BY_NAME = {s.name: s for s in SHIELD_SETTINGS}
@@ -310,6 +403,10 @@ def _frozen(value):
     return tuple(value) if isinstance(value, list) else value
 
 
+def _hashable(value):
+    return tuple(sorted(value.items())) if isinstance(value, dict) else value
+
+
 class Project:
     """One `[projects.<name>]` table, validated; its attributes are the PROJECT_SETTINGS."""
 
@@ -318,7 +415,8 @@ class Project:
     def __init__(self, name, **values):
         self.name = name
         for s in PROJECT_SETTINGS:
-            object.__setattr__(self, s.name, _frozen(values.get(s.name, s.default)))
+            default = dict(s.default) if isinstance(s.default, dict) else s.default
+            object.__setattr__(self, s.name, _frozen(values.get(s.name, default)))
 
     def __setattr__(self, key, value):
         if hasattr(self, key):
@@ -329,7 +427,7 @@ class Project:
         return isinstance(other, Project) and self.settings() == other.settings()
 
     def __hash__(self):
-        return hash((self.name, *(getattr(self, s.name) for s in PROJECT_SETTINGS)))
+        return hash((self.name, *(_hashable(getattr(self, s.name)) for s in PROJECT_SETTINGS)))
 
     def __repr__(self):
         return f"Project({self.name!r}, origin={self.origin!r})"
@@ -343,7 +441,9 @@ class Project:
         out = {"name": self.name}
         for s in PROJECT_SETTINGS:
             value = getattr(self, s.name)
-            out[s.name] = list(value) if isinstance(value, tuple) else value
+            out[s.name] = (
+                list(value) if isinstance(value, tuple) else dict(value) if isinstance(value, dict) else value
+            )
         return out
 
     def to_dict(self):
@@ -361,6 +461,10 @@ class Settings:
             setattr(self, s.name, list(s.default) if isinstance(s.default, list) else s.default)
         self.projects = {}
         self.source = source
+
+    @property
+    def assets_path(self):
+        return self.asset_dir or os.path.join(self.state_dir, "assets")
 
     @property
     def threads(self):

@@ -130,6 +130,11 @@ def hmac_hex(key, message):
         ["projects", "delete"],
         ["sign"],
         ["warm"],
+        ["keys"],
+        ["keys", "create"],
+        ["keys", "list"],
+        ["keys", "rotate"],
+        ["keys", "revoke"],
     ],
 )
 def test_help_everywhere(argv, capsys):
@@ -493,3 +498,35 @@ def test_warm_fills_the_cache_and_reports(server, web, tmp_path):
 
     from_stdin = run_cli(server, "warm", "-", stdin="/warmp/coffee.png?w=122\n")
     assert from_stdin.returncode == 0 and "HIT" in from_stdin.stdout
+
+
+def test_keys_create_list_rotate_revoke(server, web):
+    created = run_cli(server, "keys", "create", "demo", "--name", "deploy", "--scope", "stats")
+    lines = dict(line.split(None, 1) for line in ok(created).splitlines()[1:])
+    key_id, secret = lines["id"], lines["secret"]
+    assert key_id.startswith("pk_") and secret.startswith("sk_") and lines["scopes"] == "stats"
+    assert "shown this once" in created.stderr
+    stats = web.get(server.url + "/v1/stats", headers={"Authorization": f"Bearer {secret}"}, timeout=30)
+    assert stats.status_code == 200 and stats.json()["project"] == "demo"
+
+    listed = ok(run_cli(server, "keys", "list", "demo"))
+    assert key_id in listed and secret not in listed and "deploy" in listed
+
+    rotated = json.loads(ok(run_cli(server, "--json", "keys", "rotate", "demo", key_id)))
+    assert rotated["id"] != key_id and rotated["secret"].startswith("sk_") and rotated["name"] == "deploy"
+    assert web.get(server.url + "/v1/stats", headers={"Authorization": f"Bearer {secret}"}).status_code == 401
+    row = [line for line in ok(run_cli(server, "keys", "list", "demo")).splitlines() if key_id in line]
+    assert row and row[0].rstrip().endswith("yes")
+
+    assert (
+        ok(run_cli(server, "keys", "revoke", "demo", rotated["id"])).strip() == f"revoked key {rotated['id']}"
+    )
+    new_secret = rotated["secret"]
+    assert (
+        web.get(server.url + "/v1/stats", headers={"Authorization": f"Bearer {new_secret}"}).status_code
+        == 401
+    )
+    missing = run_cli(server, "keys", "revoke", "demo", "pk_nosuchkey")
+    assert missing.returncode == 1 and "404" in missing.stderr
+    bad_scope = run_cli(server, "keys", "create", "demo", "--scope", "everything")
+    assert bad_scope.returncode == 2 and bad_scope.stderr.count("\n") == 1

@@ -1,13 +1,13 @@
 """The management API under /v1 (contract section 6): purge, stats, projects."""
 
-import hmac
 from datetime import UTC, datetime
 
-from flask import Blueprint, current_app, request
+from flask import Blueprint, request
 
 from ..cache import purge as purge_mod
-from ..errors import BadRequest, Conflict, InvalidParam, NotFound, ShieldError, Unauthorized
+from ..errors import BadRequest, Conflict, InvalidParam, NotFound
 from ..settings import ConfigError
+from .auth import principal, project_or_404, services
 
 DEFAULT_PAGE = 50
 MAX_PAGE = 500
@@ -15,43 +15,12 @@ MAX_PAGE = 500
 admin = Blueprint("admin", __name__, url_prefix="/v1")
 
 
-def _services():
-    return current_app.extensions["shield"]
-
-
-class AdminDisabled(ShieldError):
-    status = 404
-    code = "not_found"
-    default_message = "The admin API is not served here."
+KEY_ENDPOINTS = {"admin.purge", "admin.stats"}  # a project key may call these, for its own project
 
 
 @admin.before_request
 def authorise():
-    settings = _services().settings
-    if not settings.admin_enabled:
-        raise AdminDisabled("The admin API is turned off (admin_enabled = false).")
-    if settings.admin_bind and _local_port() != settings.admin_bind.rsplit(":", 1)[-1]:
-        raise AdminDisabled(f"The admin API is served on {settings.admin_bind} only.")
-    token = settings.admin_token
-    if not token:
-        raise Unauthorized(
-            "The admin API is off until an admin token is set: add admin_token (16+ characters) "
-            "under [shield] in the configuration, or set SHIELD_ADMIN_TOKEN."
-        )
-    scheme, _, given = request.headers.get("Authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), token.encode()):
-        raise Unauthorized("Send Authorization: Bearer <admin_token>.")
-
-
-def _local_port():
-    """The port this request came in on, from the socket (the Host header is the client's to choose)."""
-    sock = request.environ.get("gunicorn.socket")
-    if sock is not None:
-        try:
-            return str(sock.getsockname()[1])
-        except (OSError, IndexError, TypeError):
-            return ""
-    return str(request.environ.get("SERVER_PORT", ""))
+    principal(admin_only=request.endpoint not in KEY_ENDPOINTS)
 
 
 def _json_body():
@@ -63,8 +32,14 @@ def _json_body():
 
 @admin.post("/purge")
 def purge():
+    caller = principal()
     req = purge_mod.parse(_json_body())
-    return _services().purger.run(req)
+    if not caller.admin:
+        project = project_or_404(caller.key.project)
+        caller.require("purge", project.name)
+        services().guard.check_api(project, caller.rate_key, "purge")
+        req = purge_mod.within(req, project.name)
+    return services().purger.run(req)
 
 
 def _time_arg(name):
@@ -83,8 +58,11 @@ def _time_arg(name):
 
 @admin.get("/stats")
 def stats():
+    caller = principal()
     project = request.args.get("project")
-    result = _services().stats.query(project=project, start=_time_arg("from"), end=_time_arg("to"))
+    if not caller.admin:
+        project = caller.project_for(project, "stats")
+    result = services().stats.query(project=project, start=_time_arg("from"), end=_time_arg("to"))
     if project:
         result["project"] = project
     return result
@@ -99,7 +77,7 @@ def list_projects():
     if not 1 <= limit <= MAX_PAGE:
         raise InvalidParam("limit", f"must be from 1 to {MAX_PAGE}")
     cursor = request.args.get("cursor", "")
-    items = [p for p in _services().projects.all() if p.name > cursor]
+    items = [p for p in services().projects.all() if p.name > cursor]
     page = items[:limit]
     next_cursor = page[-1].name if len(items) > limit else None
     return {"items": [p.to_dict() for p in page], "next_cursor": next_cursor}
@@ -113,7 +91,7 @@ def create_project():
     name = body["name"]
     table = {k: v for k, v in body.items() if k != "name"}
     try:
-        project = _services().projects.create(name, table)
+        project = services().projects.create(name, table)
     except ConfigError as exc:
         raise InvalidParam(_config_field(exc), str(exc).split(": ", 1)[-1]) from None
     if project is None:
@@ -128,7 +106,7 @@ def _config_field(exc):
 
 
 def _get_or_404(name):
-    project = _services().projects.get(name)
+    project = services().projects.get(name)
     if project is None:
         raise NotFound(f"No project named {name!r}.")
     return project
@@ -148,7 +126,7 @@ def update_project(name):
         raise BadRequest("name: a project cannot be renamed")
     _get_or_404(name)
     try:
-        project = _services().projects.update(name, {k: v for k, v in body.items() if k != "name"})
+        project = services().projects.update(name, {k: v for k, v in body.items() if k != "name"})
     except ConfigError as exc:
         raise InvalidParam(_config_field(exc), str(exc).split(": ", 1)[-1]) from None
     if project is None:
@@ -158,6 +136,7 @@ def update_project(name):
 
 @admin.delete("/projects/<name>")
 def delete_project(name):
-    if not _services().projects.delete(name):
+    if not services().projects.delete(name):
         raise NotFound(f"No project named {name!r}.")
+    services().keys.revoke_project(name)
     return {"ok": True}

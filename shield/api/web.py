@@ -7,34 +7,34 @@ response objects cost more than the cache lookup itself. Everything else
 """
 
 import hmac
-import json
-import logging
 import os
 import re
 import socket
-import time
 
 from flask import Flask, Response, request
-from werkzeug.datastructures import Headers
 from werkzeug.exceptions import HTTPException
-from werkzeug.http import remove_entity_headers
-from werkzeug.wsgi import FileWrapper, wrap_file
+from werkzeug.wsgi import FileWrapper
 
 from .. import logs, metrics
 from .. import settings as settings_mod
+from ..assets import AssetStore
 from ..cache.flight import Flight
 from ..cache.purge import Purger
 from ..cache.store import Store
-from ..delivery import Delivery, Request
+from ..delivery import Delivery
 from ..errors import MethodNotAllowed, NotFound, ShieldError, Unauthorized
+from ..guard.keys import KeyRing
 from ..guard.security import ClientAddress, Guard
 from ..headers import SECURITY_HEADERS
+from ..optimize import Optimizer
 from ..pool import TransformPool
 from ..projects import Registry
 from ..stats import Stats
 from .admin import admin
+from .edge import edge
+from .exchange import answer_image, error_response, flask_response
+from .keys import keys_api
 
-ERROR_HEADERS = {"Cache-Control": "no-store", **SECURITY_HEADERS}
 IMAGE_METHODS = ("GET", "HEAD")
 FILE_CHUNK = 64 * 1024
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
@@ -51,10 +51,23 @@ class Services:
         self.pool = TransformPool(settings.threads, settings.transform_queue)
         self.flight = Flight(os.path.join(settings.cache_dir, "locks"))
         self.projects = Registry(settings)
-        self.purger = Purger(self.store, self.stats, settings.state_dir)
+        self.assets = AssetStore(settings.assets_path)
+        self.keys = KeyRing(settings.state_dir)
+        self.purger = Purger(self.store, self.stats, settings.state_dir, self.assets)
         self.client_address = ClientAddress(settings.trusted_proxies)
+        self.guard = Guard(settings)
         self.delivery = Delivery(
-            settings, self.store, self.stats, self.pool, self.flight, self.projects, guard=Guard(settings)
+            settings,
+            self.store,
+            self.stats,
+            self.pool,
+            self.flight,
+            self.projects,
+            self.assets,
+            guard=self.guard,
+        )
+        self.optimizer = Optimizer(
+            settings, self.delivery.originals, self.pool, self.flight, self.assets, self.stats
         )
         self.served_by = f"{socket.gethostname()}-{{pid}}" if settings.served_by_header else None
 
@@ -114,18 +127,14 @@ def create_app(config=None):
         return Response(body, headers={"Content-Type": content_type, "Cache-Control": "no-store"})
 
     app.register_blueprint(admin)
+    app.register_blueprint(keys_api)
+    app.register_blueprint(edge)
 
     @app.route("/<project>/<path:path>", methods=IMAGE_METHODS)
     def image(project, path):
         # Image URLs the front door leaves to Flask (odd paths): the same exchange.
         query = request.query_string.decode(errors="replace")  # as the front door decodes it
-        status, headers, body = answer_image(services, request.environ, request.path, project, path, query)
-        if hasattr(body, "read"):
-            return Response(wrap_file(request.environ, body), status, headers, direct_passthrough=True)
-        resp = Response(body, status)
-        # Set after the body, which would put its own length (0 for HEAD) in Content-Length.
-        resp.headers = Headers(headers)
-        return resp
+        return flask_response(answer_image(services, request.environ, request.path, project, path, query))
 
     app.wsgi_app = ImageFrontDoor(app.wsgi_app, services, reserved_segments(app.url_map, "image"))
     return app
@@ -197,99 +206,3 @@ def _status_line(status):
 
         line = _STATUS_LINES[status] = f"{status} {HTTPStatus(status).phrase}"
     return line
-
-
-def answer_image(services, environ, path, project, rest, query):
-    """One image exchange, accounted for: (status, header list, body bytes or open file).
-
-    The query is parsed (params.parse_query) only when the answer needs it.
-    """
-    started = time.perf_counter()
-    method = environ["REQUEST_METHOD"]
-    head = method == "HEAD"
-    req = Request(
-        project=project,
-        path=rest,
-        query=query,
-        accept=environ.get("HTTP_ACCEPT", ""),
-        if_none_match=environ.get("HTTP_IF_NONE_MATCH", ""),
-        referer=environ.get("HTTP_REFERER", ""),
-        client_ip=services.client_address.of(
-            environ.get("REMOTE_ADDR") or "", environ.get("HTTP_X_FORWARDED_FOR", "")
-        ),
-        head=head,
-    )
-    x_cache, sent = "", 0
-    try:
-        reply = services.delivery.serve(req)
-    except ShieldError as exc:
-        status = exc.status
-        headers, body = error_parts(exc)
-    except Exception:
-        logs.logger.exception("unhandled_error", extra={"fields": {"path": path}})
-        status = 500
-        headers, body = error_parts(ShieldError())
-    else:
-        status, x_cache, body = reply.status, reply.x_cache, reply.body
-        headers = reply.headers
-        if head and hasattr(body, "close"):
-            body.close()
-            body = b""
-        if status == 304:
-            headers = list(headers.items())
-            remove_entity_headers(headers)
-        else:
-            if "Content-Length" not in headers:
-                headers["Content-Length"] = str(len(body))
-            sent = 0 if head or status != 200 else int(headers["Content-Length"])
-            headers = list(headers.items())
-    if services.served_by:
-        headers.append(("X-Served-By", services.served_by.format(pid=os.getpid())))
-    count(services.stats, project, status, x_cache, sent)
-    elapsed = time.perf_counter() - started
-    metrics.observe_request(status, x_cache, elapsed)
-    logs.line(
-        "request",
-        method=method,
-        path=path,
-        status=status,
-        cache=x_cache or None,
-        bytes=sent,
-        ms=round(elapsed * 1000, 2),
-    )
-    return status, headers, body
-
-
-_CACHE_COUNTERS = {"HIT": "hits", "MISS": "misses", "STALE": "stale", "BYPASS": "bypass"}
-
-
-def count(stats, project, status, x_cache, sent):
-    counts = [("requests", 1)]
-    if status >= 400:
-        counts.append(("errors", 1))
-    elif status == 304:
-        counts.append(("not_modified", 1))
-    name = _CACHE_COUNTERS.get(x_cache)
-    if name:
-        counts.append((name, 1))
-    if sent:
-        counts.append(("bytes_served", sent))
-    stats.incr_many(project, counts)
-    stats.maybe_flush()
-
-
-def error_parts(exc):
-    """The contract's JSON error: (header list, body)."""
-    body = json.dumps(exc.to_json()).encode()
-    headers = [("Content-Type", "application/json"), *ERROR_HEADERS.items()]
-    if exc.retry_after is not None:
-        headers.append(("Retry-After", str(int(exc.retry_after))))
-    headers.append(("Content-Length", str(len(body))))
-    if exc.status >= 500:
-        logs.event("error", logging.WARNING, code=exc.code, status=exc.status, message=exc.message)
-    return headers, body
-
-
-def error_response(exc):
-    headers, body = error_parts(exc)
-    return Response(body, status=exc.status, headers=headers)

@@ -10,10 +10,10 @@ import json
 import os
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from .. import logs
-from ..errors import BadRequest, Conflict
+from ..errors import BadRequest, Conflict, ForbiddenScope
 from ..statedb import StateDB
 
 MAX_SELECTORS = 1000
@@ -31,6 +31,8 @@ class PurgeRequest:
     prefixes: tuple = ()  # (project, path prefix) pairs
     everything: str | None = None
     idempotency_key: str | None = None
+    ids: tuple = ()  # asset ids: every cached variant of those assets goes (the assets stay)
+    within: str | None = None  # a project key's purge: nothing outside its project is touched
 
 
 def _str_list(body, name):
@@ -60,12 +62,13 @@ def parse(body):
     """A purge body -> PurgeRequest; BadRequest names what is wrong."""
     if not isinstance(body, dict):
         raise BadRequest("The body must be a JSON object.")
-    unknown = set(body) - {"tags", "paths", "prefixes", "project", "everything", "idempotency_key"}
+    unknown = set(body) - {"tags", "paths", "prefixes", "project", "everything", "idempotency_key", "ids"}
     if unknown:
         raise BadRequest(f"{sorted(unknown)[0]}: unknown field")
     tags = _str_list(body, "tags")
     paths = [_split(p, "paths") for p in _str_list(body, "paths")]
     prefixes = [_split(p, "prefixes", prefix=True) for p in _str_list(body, "prefixes")]
+    ids = _str_list(body, "ids")
     everything = None
     if body.get("everything") is not None:
         if body.get("everything") is not True or not isinstance(body.get("project"), str):
@@ -76,14 +79,23 @@ def parse(body):
     key = body.get("idempotency_key")
     if key is not None and (not isinstance(key, str) or not 1 <= len(key) <= 200):
         raise BadRequest("idempotency_key: expected a string of 1-200 characters")
-    if not (tags or paths or prefixes or everything):
-        raise BadRequest("Nothing to purge: give tags, paths, prefixes, or project with everything.")
-    return PurgeRequest(tuple(tags), tuple(paths), tuple(prefixes), everything, key)
+    if not (tags or paths or prefixes or everything or ids):
+        raise BadRequest("Nothing to purge: give tags, paths, prefixes, ids, or project with everything.")
+    return PurgeRequest(tuple(tags), tuple(paths), tuple(prefixes), everything, key, tuple(ids))
+
+
+def within(req, project):
+    """A project key's purge: refused when it names another project, its tags count in its own only."""
+    named = {p for p, _ in req.paths} | {p for p, _ in req.prefixes} | ({req.everything} - {None})
+    if named - {project}:
+        raise ForbiddenScope("This key may purge its own project's files only.")
+    return replace(req, within=project)
 
 
 class Purger:
-    def __init__(self, store, stats, state_dir):
+    def __init__(self, store, stats, state_dir, assets):
         self.store = store
+        self.assets = assets
         self.stats = stats
         self._state = StateDB(os.path.join(state_dir, "purges.db"), _SCHEMA)
 
@@ -92,7 +104,10 @@ class Purger:
 
     def run(self, req):
         db = self._conn()
-        fingerprint = json.dumps([req.tags, req.paths, req.prefixes, req.everything])
+        selectors = [req.tags, req.paths, req.prefixes, req.everything]
+        if req.ids or req.within:  # (records made before ids existed keep their fingerprint)
+            selectors += [req.ids, req.within]
+        fingerprint = json.dumps(selectors)
         if req.idempotency_key and db is not None:
             row = db.execute(
                 "SELECT request, result FROM purges WHERE key = ?", (req.idempotency_key,)
@@ -104,7 +119,12 @@ class Purger:
         started = time.perf_counter()
         purged = 0
         for tag in req.tags:
-            purged += self.store.purge_tag(tag)
+            purged += self.store.purge_tag(tag, req.within)
+        for asset_id in req.ids:
+            asset = self.assets.get(asset_id)
+            if asset is not None and req.within in (None, asset.project):
+                self.store.purge_tag(f"asset-{asset_id}", asset.project)
+                purged += 1  # an id counts once, found, whatever number of variants it had
         for project, path in req.paths:
             purged += self.store.purge_file(project, path)
         for project, prefix in req.prefixes:
@@ -130,6 +150,7 @@ class Purger:
             paths=["/".join(p) for p in req.paths],
             prefixes=["/".join(p) for p in req.prefixes],
             everything=req.everything,
+            ids=list(req.ids),
             ms=round((time.perf_counter() - started) * 1000, 2),
         )
         return result

@@ -318,12 +318,13 @@ class Store:
 
         return self._guard("purge", 0, run)
 
-    def purge_tag(self, tag):
+    def purge_tag(self, tag, project=None):
+        """Every variant with this tag (of one project only, when it is given)."""
         return self._purge(
             "SELECT v.key, v.project, v.path FROM variant_tags t JOIN variants v ON v.key = t.key"
-            " WHERE t.tag = ?",
+            " WHERE t.tag = ?" + (" AND v.project = ?" if project else ""),
             None,
-            (tag,),
+            (tag, project) if project else (tag,),
         )
 
     def purge_file(self, project, path):

@@ -188,3 +188,20 @@ def command(name, help_text, epilog=None, with_token=True):
         return add_global_options(cmd, with_token)
 
     return decorate
+
+
+def group(name, help_text, epilog=None):
+    """A command group that takes the global options too (`projects --json list`)."""
+
+    def callback(**given):
+        remember_global_options(click.get_current_context().obj, given)
+
+    made = Group(
+        name,
+        callback=callback,
+        help=help_text,
+        short_help=help_text.rstrip("."),
+        epilog=epilog,
+        context_settings=CONTEXT_SETTINGS,
+    )
+    return add_global_options(made)

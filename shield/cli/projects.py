@@ -5,15 +5,7 @@ import urllib.parse
 import click
 
 from .client import UsageError
-from .options import (
-    CONTEXT_SETTINGS,
-    POSITIVE,
-    Assignment,
-    Group,
-    add_global_options,
-    command,
-    remember_global_options,
-)
+from .options import POSITIVE, Assignment, command, group
 from .output import rows, shown, table
 
 PAGE_SIZE = 100
@@ -23,24 +15,16 @@ SET_HELP = (
 )
 
 
-@click.group(
+projects = group(
     "projects",
-    cls=Group,
-    help="List, show, create, change and delete projects (/v1/projects).",
-    short_help="List, show, create, change and delete projects (/v1/projects)",
-    epilog="\b\nexamples:\n"
+    "List, show, create, change and delete projects (/v1/projects).",
+    "\b\nexamples:\n"
     "  python -m shield projects list\n"
     "  python -m shield projects get demo\n"
     "  python -m shield projects create shop --origin https://img.shop.example/ --set cache_ttl=3600\n"
     "  python -m shield projects update shop --set enabled=false --set 'tags=[\"shop\"]'\n"
     "  python -m shield projects delete shop",
-    context_settings=CONTEXT_SETTINGS,
 )
-def projects(**given):
-    remember_global_options(click.get_current_context().obj, given)
-
-
-add_global_options(projects)
 
 
 def _project_path(name):

@@ -72,10 +72,20 @@ class Guard:
             signing.verify_token(project.signing_key, path, token)
         elif project.signing_key:
             signing.verify(project.signing_key, path, req.args)
+        self.check_public(project, req)
+
+    def check_public(self, project, req):
+        """What even a URL that needs no signature (an asset's /c/ URL) must pass."""
         if not referer_allowed(project, req.referer):
             raise ForbiddenReferer()
         self._limit(f"ip|{project.name}|{req.client_ip}", project.rate_limit, "per client")
         self._limit(f"project|{project.name}", project.project_rate_limit, "for this project")
+
+    def check_api(self, project, key_id, endpoint):
+        """A project key's calls of one edge endpoint a minute (api_rate_limits); the admin token has none."""
+        if key_id is not None:
+            limit = project.api_rate_limits.get(endpoint, 0)
+            self._limit(f"api|{endpoint}|{key_id}", limit, f"of {endpoint} per key")
 
     def check_miss(self, project, req):
         self._limit(

@@ -98,8 +98,11 @@ class Rendered:
         return CONTENT_TYPES[self.format]
 
 
-def render(data, info, plan, out_format, quality, lossy_tiny=False):
+def render(data, info, plan, out_format, quality, lossy_tiny=False, keep_metadata=False):
     """Make the variant: `plan` is geometry.Plan over the upright source.
+
+    `keep_metadata` keeps the source's EXIF (orientation reset, since the pixels
+    are turned upright) and its colour profile (sRGB once converted).
 
     Raises OriginError when the bytes do not decode, SourceTooLarge when
     ImageMagick's resource limits refuse the image.
@@ -107,13 +110,15 @@ def render(data, info, plan, out_format, quality, lossy_tiny=False):
     try:
         with _decoding_errors():
             with _decode(data, info, plan, animate=out_format in ANIMATED_FORMATS) as img:
-                _normalise(img)
+                _normalise(img, keep_metadata)
                 _apply_plan(img, plan, keep_alpha=out_format in ALPHA_FORMATS)
                 if out_format != "avif":
                     body = _encode(img, out_format, quality, lossy_tiny)
                     return Rendered(body, out_format, plan.canvas_w, plan.canvas_h)
+                metadata = _metadata_for_pillow(img) if keep_metadata else {}
                 im = _to_pillow(img)  # the wand is released before libavif needs its memory
-            return Rendered(_encode_avif(im, quality), out_format, plan.canvas_w, plan.canvas_h)
+            body = _encode_avif(im, quality, **metadata)
+            return Rendered(body, out_format, plan.canvas_w, plan.canvas_h)
     finally:
         if max(info.width * info.height, plan.canvas_w * plan.canvas_h) >= TRIM_AFTER_PIXELS:
             _give_back_memory()
@@ -205,8 +210,8 @@ def _decode_with_libavif(data):
         return img
 
 
-def _normalise(img):
-    """Upright, sRGB, 8 bits, no metadata."""
+def _normalise(img, keep_metadata=False):
+    """Upright, sRGB, 8 bits, no metadata (unless asked to keep it)."""
     if img.orientation not in ("undefined", "top_left"):
         img.auto_orient()
         # A transverse turn leaves a virtual-canvas offset behind, which crop() would honour.
@@ -222,7 +227,8 @@ def _normalise(img):
         img.profiles["icc"] = SRGB_PROFILE
     elif img.colorspace not in ("srgb", "rgb"):
         img.transform_colorspace("srgb")
-    img.strip()
+    if not keep_metadata:
+        img.strip()
     img.depth = 8
 
 
@@ -296,9 +302,22 @@ def _to_pillow(img):
     return im
 
 
-def _encode_avif(im, quality):
+def _metadata_for_pillow(img):
+    """The wand's EXIF (orientation 1: its pixels are upright now) and ICC profile, as Pillow takes them."""
+    out = {}
+    if "icc" in img.profiles:
+        out["icc_profile"] = img.profiles["icc"]
+    if "exif" in img.profiles:
+        exif = PILImage.Exif()
+        exif.load(img.profiles["exif"])
+        exif[0x0112] = 1
+        out["exif"] = exif.tobytes()
+    return out
+
+
+def _encode_avif(im, quality, **metadata):
     out = io.BytesIO()
-    im.save(out, "AVIF", quality=quality, speed=AVIF_SPEED)
+    im.save(out, "AVIF", quality=quality, speed=AVIF_SPEED, **metadata)
     return out.getvalue()
 
 

@@ -1,0 +1,133 @@
+"""One image exchange, accounted for: the request's parts in, (status, headers, body) out.
+
+Shared by the WSGI front door, Flask's image route and the edge API's resize,
+so every image answer is counted, measured and logged the same way.
+"""
+
+import json
+import logging
+import os
+import re
+import time
+
+from flask import Response, request
+from werkzeug.datastructures import Headers
+from werkzeug.http import remove_entity_headers
+from werkzeug.wsgi import wrap_file
+
+from .. import logs, metrics
+from ..delivery import Request
+from ..errors import ShieldError
+from ..headers import SECURITY_HEADERS
+
+ERROR_HEADERS = {"Cache-Control": "no-store", **SECURITY_HEADERS}
+# /c/<10 characters of Crockford base32>.<ext>: an edge API asset (contract section 8).
+ASSET_FILE = re.compile(r"^[0-9A-HJKMNP-TV-Z]{10}\.[a-z0-9]{1,5}$")
+
+
+def answer_image(services, environ, path, project, rest, query):
+    """One image exchange, accounted for: (status, header list, body bytes or open file).
+
+    The query is parsed (params.parse_query) only when the answer needs it.
+    """
+    started = time.perf_counter()
+    method = environ["REQUEST_METHOD"]
+    head = method == "HEAD"
+    req = Request(
+        project=project,
+        path=rest,
+        asset=rest if project == "c" and ASSET_FILE.match(rest) else None,
+        query=query,
+        accept=environ.get("HTTP_ACCEPT", ""),
+        if_none_match=environ.get("HTTP_IF_NONE_MATCH", ""),
+        referer=environ.get("HTTP_REFERER", ""),
+        client_ip=services.client_address.of(
+            environ.get("REMOTE_ADDR") or "", environ.get("HTTP_X_FORWARDED_FOR", "")
+        ),
+        head=head,
+    )
+    x_cache, sent = "", 0
+    try:
+        reply = services.delivery.serve(req)
+    except ShieldError as exc:
+        status = exc.status
+        headers, body = error_parts(exc)
+    except Exception:
+        logs.logger.exception("unhandled_error", extra={"fields": {"path": path}})
+        status = 500
+        headers, body = error_parts(ShieldError())
+    else:
+        status, x_cache, body = reply.status, reply.x_cache, reply.body
+        headers = reply.headers
+        if head and hasattr(body, "close"):
+            body.close()
+            body = b""
+        if status == 304:
+            headers = list(headers.items())
+            remove_entity_headers(headers)
+        else:
+            if "Content-Length" not in headers:
+                headers["Content-Length"] = str(len(body))
+            sent = 0 if head or status != 200 else int(headers["Content-Length"])
+            headers = list(headers.items())
+    if services.served_by:
+        headers.append(("X-Served-By", services.served_by.format(pid=os.getpid())))
+    count(services.stats, project, status, x_cache, sent)
+    elapsed = time.perf_counter() - started
+    metrics.observe_request(status, x_cache, elapsed)
+    logs.line(
+        "request",
+        method=method,
+        path=path,
+        status=status,
+        cache=x_cache or None,
+        bytes=sent,
+        ms=round(elapsed * 1000, 2),
+    )
+    return status, headers, body
+
+
+_CACHE_COUNTERS = {"HIT": "hits", "MISS": "misses", "STALE": "stale", "BYPASS": "bypass"}
+
+
+def count(stats, project, status, x_cache, sent):
+    counts = [("requests", 1)]
+    if status >= 400:
+        counts.append(("errors", 1))
+    elif status == 304:
+        counts.append(("not_modified", 1))
+    name = _CACHE_COUNTERS.get(x_cache)
+    if name:
+        counts.append((name, 1))
+    if sent:
+        counts.append(("bytes_served", sent))
+    stats.incr_many(project, counts)
+    stats.maybe_flush()
+
+
+def error_parts(exc):
+    """The contract's JSON error: (header list, body)."""
+    body = json.dumps(exc.to_json()).encode()
+    headers = [("Content-Type", "application/json"), *ERROR_HEADERS.items()]
+    if exc.retry_after is not None:
+        headers.append(("Retry-After", str(int(exc.retry_after))))
+    headers.append(("Content-Length", str(len(body))))
+    if exc.status >= 500:
+        logs.event("error", logging.WARNING, code=exc.code, status=exc.status, message=exc.message)
+    return headers, body
+
+
+def error_response(exc):
+    headers, body = error_parts(exc)
+    return Response(body, status=exc.status, headers=headers)
+
+
+def flask_response(answer):
+    """An answer_image result as a Flask response (file bodies streamed)."""
+    status, headers, body = answer
+    if hasattr(body, "read"):
+        return Response(wrap_file(request.environ, body), status, headers, direct_passthrough=True)
+    resp = Response(body, status)
+    # Set after the body, which would put its own length (0 for HEAD) in Content-Length.
+    resp.headers = Headers(headers)
+    return resp

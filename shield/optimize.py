@@ -1,0 +1,151 @@
+"""Optimize: a whole image re-encoded once into the best format a client takes, kept as an asset.
+
+The source is a file of the project's origin (by URL or by path) or of one of
+its source domains; it goes through the same original cache as image URLs, so
+the origin is asked once per file. The asset id is a digest of what was asked
+(project, source, quality, strip, format): the same request again finds the
+same asset instead of making a second one.
+"""
+
+import hashlib
+import time
+import urllib.parse
+
+from .assets import crockford
+from .errors import Gone, InvalidSource, NotFound, OriginError, OriginUnreachable
+from .headers import strong_etag
+from .image import engine, geometry, negotiate, probe
+from .origin import safe_segments
+
+ASSET_PREFIX = "img_"
+EXTENSIONS = {"jpeg": "jpg"}
+MAX_SOURCE = 2048
+
+
+def extension(fmt):
+    return EXTENSIONS.get(fmt, fmt)
+
+
+def _matching_domain(project, scheme, host, port):
+    """The source_domains entry that admits scheme://host:port, as a base URL, or None."""
+    for entry in project.source_domains:
+        want_scheme = "http" if entry.startswith("http://") else "https"
+        bare = entry.split("://", 1)[-1]
+        want_host, _, want_port = bare.partition(":")
+        if scheme != want_scheme or (want_port and str(port or "") != want_port):
+            continue
+        if want_port == "" and port is not None:
+            continue
+        if host == want_host or host.endswith("." + want_host):
+            return f"{scheme}://{host}{f':{port}' if port else ''}/"
+    return None
+
+
+def resolve_source(project, source):
+    """`source` -> (path under the origin, base URL of a source domain or None); InvalidSource otherwise."""
+    if not isinstance(source, str) or not source.strip():
+        raise InvalidSource("source: required, a URL under the project's origin or a path under it")
+    if len(source) > MAX_SOURCE:
+        raise InvalidSource(f"source: at most {MAX_SOURCE} characters")
+    source = source.strip()
+    parts = urllib.parse.urlsplit(source)
+    via = None
+    if not parts.scheme and not parts.netloc and source.startswith("/"):
+        path = parts.path[1:]
+    elif parts.scheme in ("http", "https") and parts.netloc:
+        origin = urllib.parse.urlsplit(project.origin) if project.is_http else None
+        same_origin = (
+            origin is not None
+            and (parts.scheme, parts.netloc.lower()) == (origin.scheme, origin.netloc.lower())
+            and parts.path.startswith(origin.path)
+        )
+        if same_origin:
+            path = parts.path[len(origin.path) :]
+        else:
+            try:
+                host, port = (parts.hostname or "").lower(), parts.port
+            except ValueError:
+                raise InvalidSource("source: the URL's port is not a number") from None
+            via = _matching_domain(project, parts.scheme, host, port)
+            if via is None:
+                raise InvalidSource(
+                    "source: not under this project's origin, and its host is not in source_domains"
+                )
+            path = parts.path[1:]
+    else:
+        raise InvalidSource("source: expected an http(s) URL under the project's origin, or a /path")
+    path = urllib.parse.unquote(path)
+    if safe_segments(path) is None:
+        raise InvalidSource("source: the path is empty or not a plain file path")
+    return path, via
+
+
+def asset_id_of(project, path, via, quality, strip, fmt):
+    digest = hashlib.sha256(f"{project}\n{via or ''}\n{path}\n{quality}\n{strip}\n{fmt}".encode()).digest()
+    return ASSET_PREFIX + crockford(int.from_bytes(digest[:7], "big") >> 6, 10)
+
+
+class Optimizer:
+    def __init__(self, settings, originals, pool, flight, assets, stats):
+        self.settings = settings
+        self.originals = originals
+        self.pool = pool
+        self.flight = flight
+        self.assets = assets
+        self.stats = stats
+
+    def optimize(self, project, source, quality, strip, accept):
+        """(Asset, created): the source in the best format `accept` allows, at `quality`."""
+        path, via = resolve_source(project, source)
+        try:
+            original = self.originals.get(project, path, via)
+        except OriginUnreachable:
+            raise InvalidSource("source: the host could not be reached") from None
+        except (NotFound, Gone) as exc:
+            raise OriginError(f"The origin answered {exc.status} for this source.") from None
+        info = probe.SourceInfo(**original.meta["info"])
+        fmt = negotiate.output_format("auto", negotiate.accept_class(accept), info.has_alpha, info.animated)
+        quality = quality or project.quality
+        asset_id = asset_id_of(project.name, path, via, quality, strip, fmt)
+        found = self.assets.get(asset_id)
+        if found is not None:
+            return found, False
+
+        def make():
+            body = self.originals.body_of(project, path, original)
+            src_w, src_h = info.oriented_size
+            plan = geometry.plan(src_w, src_h, None, None, "inside")
+            started = time.perf_counter()
+            rendered = self.pool.run(engine.render, body, info, plan, fmt, quality, False, not strip)
+            self.stats.incr(project.name, "transforms")
+            made = probe.probe(rendered.body, self.settings.max_source_pixels)
+            record = {
+                "project": project.name,
+                "kind": "optimize",
+                "format": fmt,
+                "width": rendered.width,
+                "height": rendered.height,
+                "etag": strong_etag(rendered.body),
+                "source": (via or "") + path,
+                "source_bytes": original.meta["size"],
+                "quality": quality,
+                "strip": strip,
+                "process_ms": round((time.perf_counter() - started) * 1000, 2),
+                "info": {
+                    "format": made.format,
+                    "width": made.width,
+                    "height": made.height,
+                    "orientation": made.orientation,
+                    "has_alpha": made.has_alpha,
+                    "animated": made.animated,
+                },
+            }
+            return self.assets.put(asset_id, extension(fmt), rendered.body, record)
+
+        asset = self.flight.once(
+            f"asset|{asset_id}",
+            make=make,
+            check=lambda: self.assets.get(asset_id),
+            timeout=self.settings.origin_timeout,
+        )
+        return asset, True
