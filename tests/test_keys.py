@@ -1,0 +1,163 @@
+"""Project keys in one process: storage, restarts, admin_bind, presets' checks, secrets kept out of logs."""
+
+import json
+import logging
+import os
+import stat
+
+import pytest
+
+from shield import params
+from shield.errors import InvalidParam
+from shield.guard.keys import KeyRing
+from shield.optimize import asset_id_of, resolve_source
+from shield.settings import ConfigError, build_project
+from tests.conftest import ADMIN_TOKEN
+
+ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+
+
+@pytest.fixture
+def keyed(make_app, folder):
+    return make_app({"demo": {"origin": str(folder) + "/"}}, admin_token=ADMIN_TOKEN)
+
+
+def test_keys_survive_a_restart_and_their_file_is_private(keyed, make_app, folder, tmp_path):
+    client = keyed.test_client()
+    key = client.post("/v1/projects/demo/keys", headers=ADMIN, json={"scopes": ["stats"]}).get_json()
+    path = tmp_path / "state" / "keys.db"
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    restarted = make_app({"demo": {"origin": str(folder) + "/"}}, admin_token=ADMIN_TOKEN).test_client()
+    resp = restarted.get("/v1/stats", headers={"Authorization": f"Bearer {key['secret']}"})
+    assert resp.status_code == 200 and resp.get_json()["project"] == "demo"
+
+
+def test_secrets_never_reach_the_logs(keyed, caplog):
+    client = keyed.test_client()
+    with caplog.at_level(logging.DEBUG, logger="shield"):
+        key = client.post("/v1/projects/demo/keys", headers=ADMIN, json={}).get_json()
+        rotated = client.post(f"/v1/projects/demo/keys/{key['id']}/rotate", headers=ADMIN).get_json()
+        client.get("/v1/stats", headers={"Authorization": f"Bearer {rotated['secret']}"})
+        client.get("/v1/stats", headers={"Authorization": f"Bearer {key['secret']}"})  # revoked: 401
+        client.post("/v1/optimize", headers={"Authorization": f"Bearer {rotated['secret']}"}, data="{")
+    logged = "\n".join(
+        record.getMessage() + json.dumps(getattr(record, "fields", {}), default=str)
+        for record in caplog.records
+    )
+    assert key["id"] in logged  # the public id is what the logs name
+    assert key["secret"] not in logged and rotated["secret"] not in logged
+    assert "sk_" not in logged
+
+
+def test_a_key_works_on_the_public_port_when_admin_bind_moves_the_admin_api(make_app, folder):
+    app = make_app(
+        {"demo": {"origin": str(folder) + "/"}}, admin_token=ADMIN_TOKEN, admin_bind="127.0.0.1:9911"
+    )
+    client = app.test_client()
+    on_admin_port = {"environ_overrides": {"SERVER_PORT": "9911"}}
+    key = client.post("/v1/projects/demo/keys", headers=ADMIN, json={}, **on_admin_port).get_json()
+    assert client.get("/v1/stats", headers=ADMIN).status_code == 404  # the admin token: not here
+    resp = client.get("/v1/stats", headers={"Authorization": f"Bearer {key['secret']}"})
+    assert resp.status_code == 200 and resp.get_json()["project"] == "demo"
+    assert client.get("/v1/projects", headers={"Authorization": f"Bearer {key['secret']}"}).status_code == 404
+
+
+def test_key_ring_refuses_bad_input(tmp_path):
+    ring = KeyRing(str(tmp_path))
+    with pytest.raises(InvalidParam, match="scopes"):
+        ring.create("demo", scopes=[])
+    with pytest.raises(InvalidParam, match="name"):
+        ring.create("demo", name="x" * 101)
+    key = ring.create("demo")
+    assert ring.by_secret(key.secret).id == key.id
+    assert ring.by_secret(key.secret + "x") is None and ring.by_secret("not-a-key") is None
+    assert ring.by_id(key.id).secret == key.secret
+    assert ring.revoke("other", key.id) is False  # not another project's
+    assert ring.revoke("demo", key.id) is True and ring.by_secret(key.secret) is None
+    assert ring.rotate("demo", key.id) is None  # a revoked key cannot be rotated
+
+
+@pytest.mark.parametrize(
+    ("source", "expected"),
+    [
+        ("/a/b.jpg", ("a/b.jpg", None)),
+        ("https://img.shop.example/media/a%20b.jpg", ("a b.jpg", None)),
+        ("HTTPS://IMG.SHOP.EXAMPLE/media/x.png?v=2", ("x.png", None)),
+        ("https://cdn.example.com/p/q.jpg", ("p/q.jpg", "https://cdn.example.com/")),
+        ("https://eu.cdn.example.com/q.jpg", ("q.jpg", "https://eu.cdn.example.com/")),
+        ("http://static.example.org:8080/z.jpg", ("z.jpg", "http://static.example.org:8080/")),
+    ],
+)
+def test_sources_that_resolve(source, expected):
+    project = build_project(
+        "shop",
+        {
+            "origin": "https://img.shop.example/media/",
+            "source_domains": ["https://cdn.example.com", "http://static.example.org:8080"],
+        },
+    )
+    assert resolve_source(project, source) == expected
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "",
+        "relative.jpg",
+        "//img.shop.example/media/a.jpg",
+        "https://img.shop.example/other/a.jpg",
+        "https://img.shop.example.evil.com/media/a.jpg",
+        "https://img.shop.example@evil.com/media/a.jpg",
+        "http://img.shop.example/media/a.jpg",
+        "https://evilcdn.example.com/a.jpg",
+        "http://cdn.example.com/a.jpg",
+        "https://cdn.example.com:8443/a.jpg",
+        "http://static.example.org/z.jpg",
+        "https://img.shop.example/media/../secret.jpg",
+        "https://img.shop.example/media/%2e%2e/secret.jpg",
+        "file:///etc/passwd",
+        "ftp://cdn.example.com/a.jpg",
+        "/a/../../b.jpg",
+    ],
+)
+def test_sources_that_are_refused(source):
+    from shield.errors import InvalidSource
+
+    project = build_project(
+        "shop",
+        {
+            "origin": "https://img.shop.example/media/",
+            "source_domains": ["https://cdn.example.com", "http://static.example.org:8080"],
+        },
+    )
+    with pytest.raises(InvalidSource):
+        resolve_source(project, source)
+
+
+def test_asset_ids_are_digests_of_the_request():
+    one = asset_id_of("shop", "a.jpg", None, 80, True, "avif")
+    assert one == asset_id_of("shop", "a.jpg", None, 80, True, "avif")
+    assert len(one) == 14 and one.startswith("img_")
+    others = {
+        asset_id_of("shop", "a.jpg", None, 81, True, "avif"),
+        asset_id_of("shop", "a.jpg", None, 80, False, "avif"),
+        asset_id_of("shop", "a.jpg", None, 80, True, "webp"),
+        asset_id_of("shop", "b.jpg", None, 80, True, "avif"),
+        asset_id_of("blog", "a.jpg", None, 80, True, "avif"),
+        asset_id_of("shop", "a.jpg", "https://cdn.example.com/", 80, True, "avif"),
+    }
+    assert one not in others and len(others) == 6
+
+
+def test_presets_are_checked_at_start_up():
+    with pytest.raises(ConfigError, match="presets"):
+        build_project("shop", {"origin": "x/", "presets": {"thumb": "w=abc"}})
+    with pytest.raises(ConfigError, match="presets"):
+        build_project("shop", {"origin": "x/", "presets": {"thumb": "sig=1"}})
+    with pytest.raises(ConfigError, match="api_rate_limits"):
+        build_project("shop", {"origin": "x/", "api_rate_limits": {"upload": 5}})
+    project = build_project("shop", {"origin": "x/", "presets": {"thumb": "w=200&h=200"}})
+    merged = params.with_preset({"preset": "thumb", "h": "50", "utm": "x"}, project)
+    assert merged == {"w": "200", "h": "50", "utm": "x"}
+    with pytest.raises(InvalidParam, match="preset"):
+        params.with_preset({"preset": "nope"}, project)
