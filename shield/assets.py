@@ -66,6 +66,31 @@ class Asset:
 class AssetStore:
     def __init__(self, root):
         self.root = root
+        self._secret = None
+
+    def secret(self):
+        """This store's own random key (made once, kept beside the assets, shared by every node)."""
+        if self._secret is None:
+            path = os.path.join(self.root, ".id-secret")
+            os.makedirs(self.root, exist_ok=True)
+            try:
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            except FileExistsError:
+                pass
+            else:
+                # Written whole before anybody reads it: under a temporary name first.
+                os.close(fd)
+                _write_whole(self.root, ".id-secret", secrets.token_bytes(32))
+            for _ in range(50):
+                with open(path, "rb") as fh:
+                    value = fh.read()
+                if len(value) == 32:
+                    self._secret = value
+                    break
+                time.sleep(0.01)  # another process is writing it this instant
+            else:
+                raise OSError(f"{path} is not a 32-byte key")
+        return self._secret
 
     def _folder(self, asset_id):
         # Sharded by the id's last two characters (its random end), to keep folders small.

@@ -143,7 +143,7 @@ class Delivery:
             if asset is None or asset.ext != req.asset[11:]:
                 raise NotFound("No such asset.")
             project = self.projects.get(asset.project)
-            if project is None or not project.enabled:
+            if project is None or not project.enabled or project.private:
                 raise NotFound("No such asset.")
             return asset, project
         project = self.projects.get(req.project)

@@ -8,18 +8,24 @@ same asset instead of making a second one.
 """
 
 import hashlib
+import hmac
+import re
 import time
 import urllib.parse
 
 from .assets import crockford
-from .errors import Gone, InvalidSource, NotFound, OriginError, OriginUnreachable
+from .errors import Gone, InvalidParam, InvalidSource, NotFound, OriginError, OriginUnreachable
 from .headers import strong_etag
 from .image import engine, geometry, negotiate, probe
 from .origin import safe_segments
+from .originals import stored_path
 
 ASSET_PREFIX = "img_"
 EXTENSIONS = {"jpeg": "jpg"}
 MAX_SOURCE = 2048
+# A host name as DNS writes it, or an IPv4 address: nothing a URL parser and an HTTP
+# client could read two ways (a backslash, a percent sign, brackets, userinfo).
+_HOST = re.compile(r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*$")
 
 
 def extension(fmt):
@@ -48,7 +54,11 @@ def resolve_source(project, source):
     if len(source) > MAX_SOURCE:
         raise InvalidSource(f"source: at most {MAX_SOURCE} characters")
     source = source.strip()
-    parts = urllib.parse.urlsplit(source)
+    try:
+        parts = urllib.parse.urlsplit(source)
+        host, port = (parts.hostname or "").lower(), parts.port
+    except ValueError:
+        raise InvalidSource("source: not a URL that can be read") from None
     via = None
     if not parts.scheme and not parts.netloc and source.startswith("/"):
         path = parts.path[1:]
@@ -62,10 +72,8 @@ def resolve_source(project, source):
         if same_origin:
             path = parts.path[len(origin.path) :]
         else:
-            try:
-                host, port = (parts.hostname or "").lower(), parts.port
-            except ValueError:
-                raise InvalidSource("source: the URL's port is not a number") from None
+            if parts.username is not None or not _HOST.match(host) or parts.netloc.count(":") > 1:
+                raise InvalidSource("source: the URL's host is not a plain host name")
             via = _matching_domain(project, parts.scheme, host, port)
             if via is None:
                 raise InvalidSource(
@@ -75,13 +83,20 @@ def resolve_source(project, source):
     else:
         raise InvalidSource("source: expected an http(s) URL under the project's origin, or a /path")
     path = urllib.parse.unquote(path)
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidSource("source: the path is not UTF-8 text") from None
     if safe_segments(path) is None:
         raise InvalidSource("source: the path is empty or not a plain file path")
     return path, via
 
 
-def asset_id_of(project, path, via, quality, strip, fmt):
-    digest = hashlib.sha256(f"{project}\n{via or ''}\n{path}\n{quality}\n{strip}\n{fmt}".encode()).digest()
+def asset_id_of(secret, project, path, via, quality, strip, fmt):
+    """A digest of what was asked, keyed with the store's own secret: nobody can compute an id
+    from a file's path, yet the same request always finds the same asset."""
+    message = f"{project}\n{via or ''}\n{path}\n{quality}\n{strip}\n{fmt}".encode()
+    digest = hmac.new(secret, message, hashlib.sha256).digest()
     return ASSET_PREFIX + crockford(int.from_bytes(digest[:7], "big") >> 6, 10)
 
 
@@ -96,6 +111,8 @@ class Optimizer:
 
     def optimize(self, project, source, quality, strip, accept):
         """(Asset, created): the source in the best format `accept` allows, at `quality`."""
+        if project.private:
+            raise InvalidParam("project", "a private project has no public /c/ URLs to optimize into")
         path, via = resolve_source(project, source)
         try:
             original = self.originals.get(project, path, via)
@@ -106,13 +123,16 @@ class Optimizer:
         info = probe.SourceInfo(**original.meta["info"])
         fmt = negotiate.output_format("auto", negotiate.accept_class(accept), info.has_alpha, info.animated)
         quality = quality or project.quality
-        asset_id = asset_id_of(project.name, path, via, quality, strip, fmt)
+        asset_id = asset_id_of(self.assets.secret(), project.name, path, via, quality, strip, fmt)
         found = self.assets.get(asset_id)
         if found is not None:
             return found, False
 
+        made_here = []
+
         def make():
-            body = self.originals.body_of(project, path, original)
+            made_here.append(True)
+            body = self.originals.body_of(project, stored_path(path, via), original)
             src_w, src_h = info.oriented_size
             plan = geometry.plan(src_w, src_h, None, None, "inside")
             started = time.perf_counter()
@@ -148,4 +168,5 @@ class Optimizer:
             check=lambda: self.assets.get(asset_id),
             timeout=self.settings.origin_timeout,
         )
-        return asset, True
+        # Only the call that made it answers "created"; one that waited on it found it made.
+        return asset, bool(made_here)

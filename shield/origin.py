@@ -198,6 +198,9 @@ class HttpOrigin:
             {"User-Agent": USER_AGENT, "Accept-Encoding": "identity", "Accept": "image/*"}
         )
 
+    def close(self):
+        self.session.close()
+
     def url_for(self, path):
         segments = safe_segments(path)
         if segments is None:

@@ -18,6 +18,7 @@ from .image import engine, probe
 from .origin import gevent_patched, make_origin
 
 REFRESH_AHEAD = 0.1  # revalidate in the background in the last tenth of freshness
+MAX_ORIGINS = 256  # connection pools kept per worker
 FOREVER = 100 * 365 * 86400  # an asset's freshness: shield keeps it, nobody changes it
 
 
@@ -70,6 +71,11 @@ class Originals:
         """The project's origin, or with `via` (a base URL of one of its source_domains) that host."""
         origin = self._origins.get((project, via))
         if origin is None:
+            if len(self._origins) >= MAX_ORIGINS:
+                # Source domains admit any subdomain: keep the pools of the most recent only.
+                _key, oldest = next(iter(self._origins.items()))
+                self._origins.pop(_key)
+                getattr(oldest, "close", lambda: None)()
             origin = self._origins[(project, via)] = make_origin(project, self.settings, via)
         return origin
 
@@ -250,7 +256,10 @@ class Originals:
         return Original(meta, None, "fresh")
 
     def body_of(self, project, path, original):
-        """The original's bytes: in memory, from the store, or fetched again when evicted."""
+        """The original's bytes: in memory, from the store, or fetched again when evicted.
+
+        `path` is where the original is stored (stored_path: a source domain's file has its URL).
+        """
         if original.body is not None:
             return original.body
         if "asset" in original.meta:
@@ -259,18 +268,17 @@ class Originals:
             if body is None:
                 raise NotFound("This asset is gone.")
             return body
-        via = original.meta.get("via")
-        key_path = stored_path(path, via)
-        body = self.store.get(original_key_of(project.name, key_path, original.meta["version"]))
+        via = original.meta.get("via")  # `path` is then the stored path: the via URL, then the file's
+        body = self.store.get(original_key_of(project.name, path, original.meta["version"]))
         if isinstance(body, bytes) and len(body) == original.meta["size"]:
             return body
         # The body was evicted (or damaged) while its metadata stayed: fetch it again.
         old_version = original.meta["version"]
-        refetched = self.fetch(project, path, None, via)
+        refetched = self.fetch(project, path[len(via) :] if via else path, None, via)
         if refetched.meta["version"] != old_version:
             # A new version, as after any replaced original: the old one's variants go
             # (and every worker's hot set lets go of them).
-            self.store.drop_variants_of(project.name, key_path, except_version=refetched.meta["version"])
+            self.store.drop_variants_of(project.name, path, except_version=refetched.meta["version"])
         original.meta.update(refetched.meta)
         original.origin_ms = refetched.origin_ms
         return refetched.body

@@ -13,7 +13,10 @@ from dataclasses import dataclass
 from typing import Any
 
 DEFAULT_CONFIG_PATH = "config/shield.toml"
-RESERVED_NAMES = frozenset({"api", "admin", "cdn", "health", "metrics", "registry", "static", "test", "v1"})
+# `c` too: /c/<id>.<ext> are the edge API's asset URLs.
+RESERVED_NAMES = frozenset(
+    {"api", "admin", "c", "cdn", "health", "metrics", "registry", "static", "test", "v1"}
+)
 PROJECT_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 
 

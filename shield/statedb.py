@@ -13,9 +13,10 @@ class StateDB:
     the fault is then logged once and callers carry on without it.
     """
 
-    def __init__(self, path, schema):
+    def __init__(self, path, schema, private=False):
         self.path = path
         self.schema = schema
+        self.private = private  # readable by its owner only: it holds secrets
         self._db = None
         self._pid = None
 
@@ -24,6 +25,8 @@ class StateDB:
             self._db, self._pid = None, os.getpid()
             try:
                 os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
+                if self.private:
+                    self._make_private()
                 db = sqlite3.connect(self.path, timeout=5, isolation_level=None, check_same_thread=False)
                 db.execute("PRAGMA journal_mode=WAL")
                 db.execute("PRAGMA synchronous=NORMAL")
@@ -34,3 +37,11 @@ class StateDB:
                     f"state_db_unavailable:{os.path.basename(self.path)}", path=self.path, error=str(exc)
                 )
         return self._db
+
+    def _make_private(self):
+        # SQLite gives its -wal and -shm files the database file's mode: create that 0600 first.
+        for suffix in ("", "-wal", "-shm"):
+            path = self.path + suffix
+            if suffix == "" or os.path.exists(path):
+                os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
+                os.chmod(path, 0o600)

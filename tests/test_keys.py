@@ -8,6 +8,7 @@ import stat
 import pytest
 
 from shield import params
+from shield.assets import AssetStore
 from shield.errors import InvalidParam
 from shield.guard.keys import KeyRing
 from shield.optimize import asset_id_of, resolve_source
@@ -25,8 +26,9 @@ def keyed(make_app, folder):
 def test_keys_survive_a_restart_and_their_file_is_private(keyed, make_app, folder, tmp_path):
     client = keyed.test_client()
     key = client.post("/v1/projects/demo/keys", headers=ADMIN, json={"scopes": ["stats"]}).get_json()
-    path = tmp_path / "state" / "keys.db"
-    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    for suffix in ("", "-wal", "-shm"):
+        path = tmp_path / "state" / f"keys.db{suffix}"
+        assert stat.S_IMODE(os.stat(path).st_mode) == 0o600, suffix
     restarted = make_app({"demo": {"origin": str(folder) + "/"}}, admin_token=ADMIN_TOKEN).test_client()
     resp = restarted.get("/v1/stats", headers={"Authorization": f"Bearer {key['secret']}"})
     assert resp.status_code == 200 and resp.get_json()["project"] == "demo"
@@ -118,6 +120,14 @@ def test_sources_that_resolve(source, expected):
         "file:///etc/passwd",
         "ftp://cdn.example.com/a.jpg",
         "/a/../../b.jpg",
+        "https://127.0.0.1\\.cdn.example.com/secret.jpg",
+        "https://127.0.0.1%5C.cdn.example.com/secret.jpg",
+        "https://user@cdn.example.com/a.jpg",
+        "https://[::1]/a.jpg",
+        "http://[bad/x.jpg",
+        "http://a\uff03b.example/x",
+        "/\ud800.jpg",
+        "https://cdn.example.com:99999/a.jpg",
     ],
 )
 def test_sources_that_are_refused(source):
@@ -134,19 +144,23 @@ def test_sources_that_are_refused(source):
         resolve_source(project, source)
 
 
-def test_asset_ids_are_digests_of_the_request():
-    one = asset_id_of("shop", "a.jpg", None, 80, True, "avif")
-    assert one == asset_id_of("shop", "a.jpg", None, 80, True, "avif")
+def test_asset_ids_are_keyed_digests_of_the_request(tmp_path):
+    secret = AssetStore(str(tmp_path)).secret()
+    assert len(secret) == 32 and AssetStore(str(tmp_path)).secret() == secret  # made once, then read
+    assert stat.S_IMODE(os.stat(tmp_path / ".id-secret").st_mode) == 0o600
+    one = asset_id_of(secret, "shop", "a.jpg", None, 80, True, "avif")
+    assert one == asset_id_of(secret, "shop", "a.jpg", None, 80, True, "avif")
     assert len(one) == 14 and one.startswith("img_")
     others = {
-        asset_id_of("shop", "a.jpg", None, 81, True, "avif"),
-        asset_id_of("shop", "a.jpg", None, 80, False, "avif"),
-        asset_id_of("shop", "a.jpg", None, 80, True, "webp"),
-        asset_id_of("shop", "b.jpg", None, 80, True, "avif"),
-        asset_id_of("blog", "a.jpg", None, 80, True, "avif"),
-        asset_id_of("shop", "a.jpg", "https://cdn.example.com/", 80, True, "avif"),
+        asset_id_of(secret, "shop", "a.jpg", None, 81, True, "avif"),
+        asset_id_of(secret, "shop", "a.jpg", None, 80, False, "avif"),
+        asset_id_of(secret, "shop", "a.jpg", None, 80, True, "webp"),
+        asset_id_of(secret, "shop", "b.jpg", None, 80, True, "avif"),
+        asset_id_of(secret, "blog", "a.jpg", None, 80, True, "avif"),
+        asset_id_of(secret, "shop", "a.jpg", "https://cdn.example.com/", 80, True, "avif"),
+        asset_id_of(b"another store's key" * 2, "shop", "a.jpg", None, 80, True, "avif"),
     }
-    assert one not in others and len(others) == 6
+    assert one not in others and len(others) == 7
 
 
 def test_presets_are_checked_at_start_up():
@@ -161,3 +175,90 @@ def test_presets_are_checked_at_start_up():
     assert merged == {"w": "200", "h": "50", "utm": "x"}
     with pytest.raises(InvalidParam, match="preset"):
         params.with_preset({"preset": "nope"}, project)
+
+
+def test_malformed_calls_get_their_json_error_never_a_500(keyed, folder):
+    client = keyed.test_client()
+    for body in ({"expires_at": "9999-12-31T23:59:59-10:00"}, {"expires_at": 5}, {"name": 7}):
+        resp = client.post("/v1/projects/demo/keys", headers=ADMIN, json=body)
+        assert resp.status_code == 400 and resp.get_json()["error"]["code"] == "invalid_param", body
+    assert client.get("/v1/projects/demo/keys", headers=ADMIN).status_code == 200
+    made = client.post(
+        "/v1/optimize",
+        headers={**ADMIN, "Accept": "image/jpeg"},
+        json={"project": "demo", "source": "/rocket.jpg"},
+    ).get_json()
+    for query in ("w=\u00b2", "q=\u00b2", "w=100&dpr=nan", "w=100&dpr=inf", "w=1e5", "h=-1"):
+        resp = client.get(f"/v1/resize?id={made['id']}&{query}", headers=ADMIN)
+        assert resp.status_code == 400 and resp.get_json()["error"]["code"] == "invalid_param", query
+    huge = client.get(f"/v1/resize?id={made['id']}&w={'9' * 5000}", headers=ADMIN)
+    assert huge.status_code == 200 and huge.headers["Content-Type"] == "image/jpeg"
+
+
+def test_private_and_disabled_projects_and_the_reserved_c(make_app, folder):
+    app = make_app(
+        {
+            "demo": {"origin": str(folder) + "/"},
+            "vault": {"origin": str(folder) + "/", "private": True, "signing_key": "k" * 20},
+        },
+        admin_token=ADMIN_TOKEN,
+    )
+    client = app.test_client()
+    resp = client.post("/v1/optimize", headers=ADMIN, json={"project": "vault", "source": "/rocket.jpg"})
+    assert resp.status_code == 400 and resp.get_json()["error"]["code"] == "invalid_param"
+    made = client.post(
+        "/v1/optimize", headers=ADMIN, json={"project": "demo", "source": "/rocket.jpg"}
+    ).get_json()
+    url = "/c/" + made["url"].rsplit("/", 1)[1]
+    assert client.get(url).status_code == 200
+    client.patch("/v1/projects/demo", headers=ADMIN, json={"enabled": False})
+    assert client.get(url).status_code == 404
+    resp = client.post("/v1/optimize", headers=ADMIN, json={"project": "demo", "source": "/rocket.jpg"})
+    assert resp.status_code == 404 and resp.get_json()["error"]["code"] == "project_not_found"
+    client.patch(
+        "/v1/projects/demo", headers=ADMIN, json={"enabled": True, "private": True, "signing_key": "k" * 20}
+    )
+    assert client.get(url).status_code == 404  # a project made private keeps its assets to itself
+    resp = client.post("/v1/projects", headers=ADMIN, json={"name": "c", "origin": str(folder) + "/"})
+    assert resp.status_code == 400 and resp.get_json()["error"]["code"] == "invalid_param"
+    # Deleting the project deletes its assets: a new project of that name does not serve them.
+    assert client.delete("/v1/projects/demo", headers=ADMIN).status_code == 200
+    client.post("/v1/projects", headers=ADMIN, json={"name": "demo", "origin": str(folder) + "/"})
+    assert client.get(url).status_code == 404
+
+
+def test_purges_by_keys_stay_in_their_project(make_app, folder):
+    app = make_app(
+        {"demo": {"origin": str(folder) + "/"}, "blog": {"origin": str(folder) + "/"}},
+        admin_token=ADMIN_TOKEN,
+    )
+    client = app.test_client()
+
+    def key_of(project):
+        secret = client.post(f"/v1/projects/{project}/keys", headers=ADMIN, json={}).get_json()["secret"]
+        return {"Authorization": f"Bearer {secret}"}
+
+    demo, blog = key_of("demo"), key_of("blog")
+    blog_asset = client.post("/v1/optimize", headers=blog, json={"source": "/rocket.jpg"}).get_json()["id"]
+    resp = client.post("/v1/purge", headers=demo, json={"ids": [blog_asset]})
+    assert resp.status_code == 403 and resp.get_json()["error"]["code"] == "forbidden_scope"
+    first = client.post("/v1/purge", headers=demo, json={"tags": ["sale"], "idempotency_key": "deploy-1"})
+    assert first.status_code == 200
+    other = client.post("/v1/purge", headers=blog, json={"tags": ["news"], "idempotency_key": "deploy-1"})
+    assert other.status_code == 200 and other.get_json()["purge_id"] != first.get_json()["purge_id"]
+    admin = client.post("/v1/purge", headers=ADMIN, json={"tags": ["x"], "idempotency_key": "deploy-1"})
+    assert admin.status_code == 200
+    again = client.post("/v1/purge", headers=demo, json={"tags": ["sale"], "idempotency_key": "deploy-1"})
+    assert again.get_json() == first.get_json()
+
+
+def test_without_an_admin_token_every_v1_call_says_how_to_set_one(make_app, folder):
+    client = make_app({"demo": {"origin": str(folder) + "/"}}).test_client()
+    for method, path in (
+        ("GET", "/v1/stats"),
+        ("POST", "/v1/purge"),
+        ("POST", "/v1/optimize"),
+        ("GET", "/v1/resize"),
+    ):
+        resp = client.open(path, method=method, json={})
+        assert resp.status_code == 401 and "admin_token" in resp.get_json()["error"]["message"], path

@@ -138,5 +138,8 @@ def update_project(name):
 def delete_project(name):
     if not services().projects.delete(name):
         raise NotFound(f"No project named {name!r}.")
+    # A new project of the same name starts with no keys and no assets of this one.
     services().keys.revoke_project(name)
+    for asset in services().assets.all(name):
+        services().assets.delete(asset)
     return {"ok": True}

@@ -103,18 +103,20 @@ def _authenticate(admin_only):
         if not settings.admin_enabled:
             raise AdminDisabled("The admin API is turned off (admin_enabled = false).")
         raise AdminDisabled(f"The admin API is served on {settings.admin_bind} only.")
-    if admin_only and not token:
-        raise Unauthorized(
-            "The admin API is off until an admin token is set: add admin_token (16+ characters) "
-            "under [shield] in the configuration, or set SHIELD_ADMIN_TOKEN."
-        )
     if given.startswith("sk_"):
         raise Unauthorized("This key is unknown, revoked or expired.")
+    if not token:
+        raise Unauthorized(
+            "The admin API is off until an admin token is set: add admin_token (16+ characters) "
+            "under [shield] in the configuration, or set SHIELD_ADMIN_TOKEN"
+            + ("." if admin_only else "; or send a project key's secret.")
+        )
     raise Unauthorized("Send Authorization: Bearer <admin_token> or a project key's secret.")
 
 
-def project_or_404(name):
+def project_or_404(name, serving=True):
+    """The project; 404 project_not_found when there is none or (serving) it is disabled."""
     project = services().projects.get(name) if isinstance(name, str) else None
-    if project is None:
+    if project is None or (serving and not project.enabled):
         raise ProjectNotFound(f"No project named {str(name)[:63]!r}.")
     return project

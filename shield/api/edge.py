@@ -6,6 +6,7 @@ refused) and answers it as the image front door would.
 """
 
 import math
+import re
 import urllib.parse
 
 from flask import Blueprint, request
@@ -17,6 +18,8 @@ from .exchange import answer_image, flask_response
 
 edge = Blueprint("edge", __name__, url_prefix="/v1")
 RESIZE_PARAMS = ("w", "h", "dpr", "fit", "q", "fmt")
+_DIGITS = re.compile(r"[0-9]+")
+_NUMBER = re.compile(r"[0-9]{1,12}(\.[0-9]{1,12})?")
 
 
 def public_base():
@@ -52,25 +55,31 @@ def optimize():
     return answer, 201 if created else 200
 
 
+def _whole(name, raw):
+    """A whole number of any size (a clamp follows), or 400 for anything else."""
+    if not _DIGITS.fullmatch(raw):
+        raise InvalidParam(name, f"expected a whole number, got {raw[:40]!r}")
+    return int(raw[:12]) if len(raw) <= 12 else 10**12
+
+
 def clamp_resize(args, project, asset, max_pixels):
     """Resize's query as image parameters: dpr folded in, every size clamped, never refused for size."""
     out = {name: args[name] for name in RESIZE_PARAMS if name in args}
     dpr = 1.0
     if "dpr" in out:
         try:
-            dpr = min(max(float(out.pop("dpr")), 1.0), 4.0)
+            dpr = float(out.pop("dpr")) if _NUMBER.fullmatch(args["dpr"]) else math.nan
         except ValueError:
-            raise InvalidParam("dpr", "expected a number from 1 to 4") from None
+            dpr = math.nan
+        if not math.isfinite(dpr):
+            raise InvalidParam("dpr", "expected a number from 1 to 4")
+        dpr = min(max(dpr, 1.0), 4.0)
     sizes = {}
     for side, limit in (("w", project.max_width), ("h", project.max_height)):
         if side in out:
-            if not out[side].isdigit():
-                raise InvalidParam(side, f"expected a whole number, got {out[side][:40]!r}")
-            sizes[side] = min(max(1, round(int(out[side]) * dpr)), limit)
+            sizes[side] = min(max(1, round(_whole(side, out[side]) * dpr)), limit)
     if "q" in out:
-        if not out["q"].isdigit():
-            raise InvalidParam("q", f"expected a whole number, got {out['q'][:40]!r}")
-        out["q"] = str(min(max(int(out["q"]), 1), 100))
+        out["q"] = str(min(max(_whole("q", out["q"]), 1), 100))
     # The output's pixels: the box, or one side and the source's aspect ratio (never enlarged).
     src_w, src_h = asset.record["width"], asset.record["height"]
     w, h = sizes.get("w"), sizes.get("h")

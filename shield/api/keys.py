@@ -25,7 +25,7 @@ def _body():
 
 @keys_api.post("")
 def create_key(name):
-    project = project_or_404(name)
+    project = project_or_404(name, serving=False)
     body = _body()
     unknown = set(body) - {"name", "scopes", "expires_at"}
     if unknown:
@@ -42,13 +42,13 @@ def create_key(name):
 
 @keys_api.get("")
 def list_keys(name):
-    project = project_or_404(name)
+    project = project_or_404(name, serving=False)
     return {"items": [key.to_json() for key in services().keys.list(project.name)]}
 
 
 @keys_api.post("/<key_id>/rotate")
 def rotate_key(name, key_id):
-    project = project_or_404(name)
+    project = project_or_404(name, serving=False)
     key = services().keys.rotate(project.name, key_id)
     if key is None:
         raise NotFound(f"No usable key {key_id[:40]!r} in project {name!r}.")
@@ -57,7 +57,7 @@ def rotate_key(name, key_id):
 
 @keys_api.delete("/<key_id>")
 def revoke_key(name, key_id):
-    project = project_or_404(name)
+    project = project_or_404(name, serving=False)
     if not services().keys.revoke(project.name, key_id):
         raise NotFound(f"No key {key_id[:40]!r} in project {name!r}.")
     return {"ok": True}

@@ -103,15 +103,22 @@ class Purger:
         return self._state.get()
 
     def run(self, req):
+        foreign = [
+            i
+            for i in req.ids
+            if req.within and (a := self.assets.get(i)) is not None and a.project != req.within
+        ]
+        if foreign:
+            raise ForbiddenScope(f"{foreign[0]} is another project's asset.")
         db = self._conn()
         selectors = [req.tags, req.paths, req.prefixes, req.everything]
         if req.ids or req.within:  # (records made before ids existed keep their fingerprint)
             selectors += [req.ids, req.within]
         fingerprint = json.dumps(selectors)
+        # A project key's idempotency keys are its project's own: they cannot meet another's.
+        record_key = f"{req.within}\x1f{req.idempotency_key}" if req.within else req.idempotency_key
         if req.idempotency_key and db is not None:
-            row = db.execute(
-                "SELECT request, result FROM purges WHERE key = ?", (req.idempotency_key,)
-            ).fetchone()
+            row = db.execute("SELECT request, result FROM purges WHERE key = ?", (record_key,)).fetchone()
             if row:
                 if row[0] != fingerprint:
                     raise Conflict("This idempotency_key was used for a different purge; use a new key.")
@@ -136,10 +143,10 @@ class Purger:
             now = time.time()
             db.execute(
                 "INSERT OR IGNORE INTO purges (key, request, result, created) VALUES (?, ?, ?, ?)",
-                (req.idempotency_key, fingerprint, json.dumps(result), now),
+                (record_key, fingerprint, json.dumps(result), now),
             )
             db.execute("DELETE FROM purges WHERE created < ?", (now - KEEP_RECORDS,))
-            row = db.execute("SELECT result FROM purges WHERE key = ?", (req.idempotency_key,)).fetchone()
+            row = db.execute("SELECT result FROM purges WHERE key = ?", (record_key,)).fetchone()
             result = json.loads(row[0])
         self.stats.incr(req.everything or "", "purged", purged)
         logs.event(

@@ -28,6 +28,7 @@ ID_PREFIX = "pk_"
 SECRET_PREFIX = "sk_"
 _ID_ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789"
 MAX_NAME = 100
+LATEST = datetime(9000, 1, 1, tzinfo=UTC)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS keys (
@@ -54,7 +55,10 @@ def parse_time(raw, name):
         raise InvalidParam(
             name, f"expected an ISO 8601 time such as 2027-03-01T00:00:00Z, got {raw[:40]!r}"
         ) from None
-    return (when if when.tzinfo else when.replace(tzinfo=UTC)).timestamp()
+    when = when if when.tzinfo else when.replace(tzinfo=UTC)
+    if not datetime(1970, 1, 1, tzinfo=UTC) <= when <= LATEST:
+        raise InvalidParam(name, f"must be between 1970 and {LATEST.year}")
+    return when.timestamp()
 
 
 def _hash(secret):
@@ -113,17 +117,13 @@ def check_scopes(raw):
 class KeyRing:
     def __init__(self, state_dir):
         self.path = os.path.join(state_dir, "keys.db")
-        self._state = StateDB(self.path, _SCHEMA)
+        self._state = StateDB(self.path, _SCHEMA, private=True)
         self._lock = threading.Lock()
 
     def _db(self):
         db = self._state.get()
         if db is None:
             raise OSError(f"cannot open {self.path}")
-        try:
-            os.chmod(self.path, 0o600)
-        except OSError:
-            pass
         return db
 
     @staticmethod
