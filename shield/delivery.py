@@ -24,7 +24,7 @@ from .headers import (
 )
 from .image import negotiate
 from .origin import safe_segments
-from .originals import Originals, asset_path, refresh_ahead_at
+from .originals import Originals, asset_path, refresh_ahead_at, stored_path
 from .variants import Variants
 
 STORED_ELSEWHERE = object()  # the variant appeared in the cache while this request waited
@@ -43,6 +43,7 @@ class Request:
     head: bool = False
     checked: bool = False  # signature, referer and rate limits already passed
     asset: str | None = None  # "<10 characters>.<ext>" of a /c/ URL; then `project` is unused
+    via: str | None = None  # a source domain's base URL: `path` is a file there, not at the origin
 
 
 @dataclass
@@ -73,7 +74,7 @@ class Delivery:
 
     def serve(self, req):
         started = time.perf_counter()
-        hot_key = (req.project, req.path, req.query, req.accept)
+        hot_key = (req.project, req.path, req.query, req.accept, req.via or "")
         hot = self.hot.get(hot_key)
         if hot is not None:
             reply = self._serve_hot(req, hot_key, hot, started)
@@ -97,7 +98,7 @@ class Delivery:
         elif project.private:
             return self._serve_private(project, req, transform, klass, started)
         else:
-            original, path = self.originals.get(project, req.path), req.path
+            original, path = self.originals.get(project, req.path, req.via), stored_path(req.path, req.via)
         key = variant_key_of(
             project.name,
             path,
@@ -182,7 +183,7 @@ class Delivery:
         if project is not hot.project or time.time() >= hot.valid_until:
             self.hot.discard(hot_key)
             return None
-        if self.guard is not None:
+        if self.guard is not None and not req.checked:
             if req.args is None and project.signing_key:
                 req.args = params.parse_query(req.query)
             self._check(project, req)  # may wait on the rate limiter's lock
@@ -226,7 +227,7 @@ class Delivery:
 
     def _serve_private(self, project, req, transform, klass, started):
         """Private images never enter the shared cache: fetch and transform every time."""
-        body, info, origin_ms = self.originals.fetch_uncached(project, req.path)
+        body, info, origin_ms = self.originals.fetch_uncached(project, req.path, req.via)
         process_started = time.perf_counter()
         header, out = self.variants.render(
             project, body, info, transform, klass, lambda fit: self.variants.detect(body, info, fit)

@@ -9,7 +9,8 @@
     │   ├── InvalidSignature        invalid_signature
     │   ├── Expired                 expired
     │   ├── ForbiddenReferer        forbidden_referer
-    │   └── ForbiddenScope          forbidden_scope
+    │   ├── ForbiddenScope          forbidden_scope
+    │   └── ForbiddenSource         forbidden_source
     ├── NotFound                404 not_found
     │   └── ProjectNotFound         project_not_found
     ├── MethodNotAllowed        405 method_not_allowed
@@ -21,7 +22,8 @@
     ├── Overloaded              503 overloaded        (Retry-After)
     └── OriginFailure
         ├── OriginError         502 origin_error
-        │   └── OriginUnreachable   (no connection: refused, DNS)
+        │   ├── OriginUnreachable   (no connection: refused, DNS)
+        │   └── OriginPrivateAddress (a private, loopback or link-local peer)
         └── OriginTimeout       504 origin_timeout
 
 The web layer turns any of these into the contract's JSON body; nothing else
@@ -99,6 +101,11 @@ class ForbiddenScope(Forbidden):
     default_message = "This key may not make this call (its scopes or its project do not allow it)."
 
 
+class ForbiddenSource(Forbidden):
+    code = "forbidden_source"
+    default_message = "This project may not fetch from that host (see source_domains)."
+
+
 class NotFound(ShieldError):
     status = 404
     code = "not_found"
@@ -163,6 +170,13 @@ class OriginError(OriginFailure):
 
 class OriginUnreachable(OriginError):
     default_message = "The origin could not be reached."
+
+
+class OriginPrivateAddress(OriginError):
+    default_message = (
+        "The origin resolves to a private, loopback or link-local address; "
+        "set allow_private_origin = true for this project if that is intended."
+    )
 
 
 class OriginTimeout(OriginFailure):

@@ -9,87 +9,29 @@ same asset instead of making a second one.
 
 import hashlib
 import hmac
-import re
 import time
-import urllib.parse
 
 from .assets import crockford
 from .errors import Gone, InvalidParam, InvalidSource, NotFound, OriginError, OriginUnreachable
 from .headers import strong_etag
 from .image import engine, geometry, negotiate, probe
-from .origin import safe_segments
 from .originals import stored_path
+from .sources import SourceRefused, resolve_url
 
 ASSET_PREFIX = "img_"
 EXTENSIONS = {"jpeg": "jpg"}
-MAX_SOURCE = 2048
-# A host name as DNS writes it, or an IPv4 address: nothing a URL parser and an HTTP
-# client could read two ways (a backslash, a percent sign, brackets, userinfo).
-_HOST = re.compile(r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*$")
 
 
 def extension(fmt):
     return EXTENSIONS.get(fmt, fmt)
 
 
-def _matching_domain(project, scheme, host, port):
-    """The source_domains entry that admits scheme://host:port, as a base URL, or None."""
-    for entry in project.source_domains:
-        want_scheme = "http" if entry.startswith("http://") else "https"
-        bare = entry.split("://", 1)[-1]
-        want_host, _, want_port = bare.partition(":")
-        if scheme != want_scheme or (want_port and str(port or "") != want_port):
-            continue
-        if want_port == "" and port is not None:
-            continue
-        if host == want_host or host.endswith("." + want_host):
-            return f"{scheme}://{host}{f':{port}' if port else ''}/"
-    return None
-
-
 def resolve_source(project, source):
     """`source` -> (path under the origin, base URL of a source domain or None); InvalidSource otherwise."""
-    if not isinstance(source, str) or not source.strip():
-        raise InvalidSource("source: required, a URL under the project's origin or a path under it")
-    if len(source) > MAX_SOURCE:
-        raise InvalidSource(f"source: at most {MAX_SOURCE} characters")
-    source = source.strip()
     try:
-        parts = urllib.parse.urlsplit(source)
-        host, port = (parts.hostname or "").lower(), parts.port
-    except ValueError:
-        raise InvalidSource("source: not a URL that can be read") from None
-    via = None
-    if not parts.scheme and not parts.netloc and source.startswith("/"):
-        path = parts.path[1:]
-    elif parts.scheme in ("http", "https") and parts.netloc:
-        origin = urllib.parse.urlsplit(project.origin) if project.is_http else None
-        same_origin = (
-            origin is not None
-            and (parts.scheme, parts.netloc.lower()) == (origin.scheme, origin.netloc.lower())
-            and parts.path.startswith(origin.path)
-        )
-        if same_origin:
-            path = parts.path[len(origin.path) :]
-        else:
-            if parts.username is not None or not _HOST.match(host) or parts.netloc.count(":") > 1:
-                raise InvalidSource("source: the URL's host is not a plain host name")
-            via = _matching_domain(project, parts.scheme, host, port)
-            if via is None:
-                raise InvalidSource(
-                    "source: not under this project's origin, and its host is not in source_domains"
-                )
-            path = parts.path[1:]
-    else:
-        raise InvalidSource("source: expected an http(s) URL under the project's origin, or a /path")
-    path = urllib.parse.unquote(path)
-    try:
-        path.encode("utf-8")
-    except UnicodeEncodeError:
-        raise InvalidSource("source: the path is not UTF-8 text") from None
-    if safe_segments(path) is None:
-        raise InvalidSource("source: the path is empty or not a plain file path")
-    return path, via
+        return resolve_url(project, source)
+    except SourceRefused as exc:
+        raise InvalidSource(f"source: {exc}") from None
 
 
 def asset_id_of(secret, project, path, via, quality, strip, fmt):

@@ -20,7 +20,15 @@ from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
 from .cache.tags import origin_tags
-from .errors import Gone, NotFound, OriginError, OriginTimeout, OriginUnreachable, SourceTooLarge
+from .errors import (
+    Gone,
+    NotFound,
+    OriginError,
+    OriginPrivateAddress,
+    OriginTimeout,
+    OriginUnreachable,
+    SourceTooLarge,
+)
 
 MAX_REDIRECTS = 3
 MAX_PATH = 1024  # characters of a file path; longer is no file anybody serves
@@ -39,6 +47,14 @@ class Fetched:
     last_modified: str | None = None
     max_age: int | None = None  # from Cache-Control; None: the origin said nothing
     tags: tuple = ()
+
+
+@dataclass(frozen=True)
+class Probed:
+    """What a HEAD (or a folder's stat) tells of a file without reading it."""
+
+    size: int | None
+    content_type: str | None = None
 
 
 def safe_segments(path):
@@ -77,6 +93,24 @@ class FolderOrigin:
     def __init__(self, root, max_bytes):
         self.root = os.path.realpath(root)
         self.max_bytes = max_bytes
+
+    def head(self, path):
+        st = os.stat(self._full(path))
+        return Probed(st.st_size)
+
+    def _full(self, path):
+        """The file's real path inside the folder, or NotFound."""
+        segments = safe_segments(path)
+        if segments is None:
+            raise NotFound()
+        full = os.path.realpath(os.path.join(self.root, *segments))
+        if (
+            os.path.commonpath([full, self.root]) != self.root
+            or full == self.root
+            or not os.path.isfile(full)
+        ):
+            raise NotFound()
+        return full
 
     def fetch(self, path, etag=None, last_modified=None):
         segments = safe_segments(path)
@@ -214,17 +248,23 @@ class HttpOrigin:
             headers["If-None-Match"] = etag
         if last_modified:
             headers["If-Modified-Since"] = last_modified
+        return self._within_deadline(lambda started: self._fetch(url, headers, started))
+
+    def head(self, path):
+        """One HEAD request: the file's size and type as the origin tells them."""
+        url = self.url_for(path)
+        return self._within_deadline(lambda started: self._head(url, started))
+
+    def _within_deadline(self, run):
+        """run(started) under one deadline, its failures as the contract's errors."""
         started = time.monotonic()
         with _total_deadline(self.timeout) as timer:
             try:
-                return self._fetch(url, headers, started)
+                return run(started)
             except requests.Timeout:
                 raise OriginTimeout() from None
             except _PrivateAddress:
-                raise OriginError(
-                    "The origin resolves to a private, loopback or link-local address; "
-                    "set allow_private_origin = true for this project if that is intended."
-                ) from None
+                raise OriginPrivateAddress() from None
             except requests.exceptions.ConnectionError:
                 raise OriginUnreachable() from None
             except (requests.RequestException, urllib3.exceptions.HTTPError) as exc:
@@ -233,6 +273,24 @@ class HttpOrigin:
                 if timer is not None and exc is timer:
                     raise OriginTimeout() from None
                 raise
+
+    def _head(self, url, started):
+        for _ in range(MAX_REDIRECTS + 1):
+            left = max(0.05, self.timeout - (time.monotonic() - started))
+            resp = self.session.head(url, allow_redirects=False, timeout=(min(left, 5.0), left))
+            with resp:
+                if resp.status_code in (301, 302, 303, 307, 308):
+                    url = self._same_host_redirect(url, resp.headers.get("Location"))
+                    continue
+                if resp.status_code == 404:
+                    raise NotFound()
+                if resp.status_code == 410:
+                    raise Gone()
+                if resp.status_code != 200:
+                    raise OriginError(f"The origin answered {resp.status_code}.")
+                length = resp.headers.get("Content-Length", "")
+                return Probed(int(length) if length.isdigit() else None, resp.headers.get("Content-Type"))
+        raise OriginError(f"The origin redirected more than {MAX_REDIRECTS} times.")
 
     def _fetch(self, url, headers, started):
         for _ in range(MAX_REDIRECTS + 1):

@@ -157,6 +157,11 @@ class Originals:
 
         gevent.spawn(refresh)
 
+    def stored(self, project, path, via=None):
+        """The stored original's metadata, fresh or not, without asking the origin; or None."""
+        meta = self.store.get(meta_key_of(project.name, stored_path(path, via)))
+        return meta if isinstance(meta, dict) and "version" in meta else None
+
     def fetch(self, project, path, old, via=None):
         """Ask the origin (conditionally when we hold a copy) and store what it says."""
         origin = self.origin_for(project, via)
@@ -223,10 +228,10 @@ class Originals:
             self.store.delete(original_key_of(project.name, path, old["version"]))
         return Original(meta, body, "fetched", origin_ms)
 
-    def fetch_uncached(self, project, path):
+    def fetch_uncached(self, project, path, via=None):
         """A private original: fetched for this request only, never stored. (body, info, origin_ms)"""
         started = time.perf_counter()
-        fetched = self.origin_for(project).fetch(path)
+        fetched = self.origin_for(project, via).fetch(path)
         self.stats.incr(project.name, "origin_fetches")
         origin_ms = (time.perf_counter() - started) * 1000
         return fetched.body, self.checked_source(fetched.body), origin_ms

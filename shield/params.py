@@ -178,3 +178,40 @@ def with_preset(args, project):
     merged = parse_query(query)
     merged.update((k, v) for k, v in args.items() if k != "preset")
     return merged
+
+
+_OP_FORMATS = {"auto": "auto", "avif": "avif", "webp": "webp", "jpeg": "jpeg", "jpg": "jpeg", "png": "png"}
+_OP_SIZE = re.compile(r"[1-9][0-9]{0,3}")
+_OP_BOX = re.compile(r"([1-9][0-9]{0,3})x([1-9][0-9]{0,3})")
+
+
+def parse_ops(ops):
+    """A path-style URL's operations (`_`, or `w_400,h_300,f_webp,...`) as image parameters.
+
+    Raises InvalidParam("operations", ...) for anything outside the grammar.
+    """
+    if ops == "_":
+        return {}
+    args = {}
+    for op in ops.split(","):
+        name, _, value = op.partition("_")
+        if op == "embed":
+            args["fit"] = "contain"
+        elif name in ("w", "h") and _OP_SIZE.fullmatch(value) and int(value) <= 8192:
+            args[name] = value
+        elif name == "s" and (box := _OP_BOX.fullmatch(value)) and max(map(int, box.groups())) <= 8192:
+            args["w"], args["h"] = box.groups()
+        elif name == "q" and _OP_SIZE.fullmatch(value) and int(value) <= 100:
+            args["q"] = value
+        elif name == "f" and value in _OP_FORMATS:
+            args["fmt"] = _OP_FORMATS[value]
+        elif name == "fit" and value in FITS:
+            args["fit"] = value
+        elif name == "dpr" and _NUMBER.fullmatch(value) and 1 <= float(value) <= 4:
+            args["dpr"] = value
+        else:
+            raise InvalidParam(
+                "operations",
+                f"{op[:40]!r} is not an operation (w_, h_, s_WxH, q_, f_, fit_, dpr_, embed, or _)",
+            )
+    return args

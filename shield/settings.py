@@ -394,7 +394,7 @@ PROJECT_SETTINGS = [
         "source_domains",
         [],
         _source_domains,
-        "Hosts (and their subdomains) whose images /v1/optimize may fetch, besides the origin: https://cdn.example.com.",
+        "Hosts (and subdomains) whose images optimize and path-style URLs may fetch, besides the origin: https://cdn.example.com.",
     ),
 ]
 

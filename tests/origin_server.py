@@ -1,6 +1,7 @@
 """A real HTTP origin on 127.0.0.1 for tests: it counts requests and can be told to misbehave."""
 
 import hashlib
+import mimetypes
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -15,9 +16,13 @@ class OriginState:
         self.delay = 0.0
         self.lock = threading.Lock()
 
-    def count(self, path=None):
+    def count(self, path=None, method=None):
         with self.lock:
-            return sum(1 for _m, p, _h in self.requests if path is None or p == path)
+            return sum(
+                1
+                for m, p, _h in self.requests
+                if (path is None or p == path) and (method is None or m == method)
+            )
 
     def put(self, path, body, **headers):
         self.files[path] = body
@@ -64,6 +69,25 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
             return
         self._send(200, body, headers)
+
+    def do_HEAD(self):
+        state = self.server.state
+        path = self.path.split("?", 1)[0]
+        with state.lock:
+            state.requests.append(("HEAD", path, dict(self.headers)))
+        body = state.files.get(path)
+        if state.mode == "down":
+            status, headers, length = 503, {}, 11
+        elif body is None:
+            status, headers, length = 404, {}, 9
+        else:
+            guessed = mimetypes.guess_type(path)[0] or "application/octet-stream"
+            status, headers, length = 200, {"Content-Type": guessed, **state.headers.get(path, {})}, len(body)
+        self.send_response(status)
+        for k, v in headers.items():
+            self.send_header(k, v)
+        self.send_header("Content-Length", str(length))
+        self.end_headers()
 
     def _send(self, status, body, headers):
         self.send_response(status)

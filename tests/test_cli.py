@@ -1,5 +1,6 @@
 """The operator command line, `python -m shield ...`, against one real gunicorn per module."""
 
+import base64
 import hashlib
 import hmac
 import io
@@ -530,3 +531,44 @@ def test_keys_create_list_rotate_revoke(server, web):
     assert missing.returncode == 1 and "404" in missing.stderr
     bad_scope = run_cli(server, "keys", "create", "demo", "--scope", "everything")
     assert bad_scope.returncode == 2 and bad_scope.stderr.count("\n") == 1
+
+
+def test_sign_path_style_with_a_key(server, web):
+    from tests.origin_server import OriginServer
+
+    with OriginServer() as origin:
+        origin.state.put("/img/rocket.jpg", (server.folder / "rocket.jpg").read_bytes())
+        auth = {"Authorization": f"Bearer {TOKEN}"}
+        table = {"name": "remote", "origin": origin.url + "img/", "allow_private_origin": True}
+        assert web.post(server.url + "/v1/projects", headers=auth, json=table, timeout=30).status_code == 201
+        try:
+            key = web.post(server.url + "/v1/projects/remote/keys", headers=auth, json={}, timeout=30).json()
+            image_url = f"127.0.0.1:{origin.port}/img/rocket.jpg"
+            before = int(time.time())
+            signed = ok(
+                run_cli(
+                    server,
+                    "sign",
+                    "--path-style",
+                    "--key",
+                    key["id"],
+                    f"remote/w_120,f_webp/{image_url}",
+                    "--exp",
+                    "600",
+                )
+            ).strip()
+            path, _, query = signed.partition("?")
+            args = dict(urllib.parse.parse_qsl(query))
+            assert path == f"/api/v1/remote/w_120,f_webp/{image_url}" and args["key"] == key["id"]
+            assert before + 600 <= int(args["exp"]) <= int(time.time()) + 600
+            message = f"w_120,f_webp/{image_url}?exp={args['exp']}".encode()
+            mac = hmac.new(key["secret"].encode(), message, hashlib.sha256).digest()
+            assert args["sig"] == base64.urlsafe_b64encode(mac).decode().rstrip("=")[:32]
+            resp = web.get(server.url + signed, timeout=30)
+            assert resp.status_code == 200 and resp.headers["Content-Type"] == "image/webp"
+            other = run_cli(server, "sign", "--path-style", "--key", key["id"], f"demo/w_10/{image_url}")
+            assert other.returncode == 2 and "remote" in other.stderr
+            missing = run_cli(server, "sign", "--path-style", f"remote/w_10/{image_url}")
+            assert missing.returncode == 2 and "--key" in missing.stderr
+        finally:
+            web.delete(server.url + "/v1/projects/remote", headers=auth, timeout=30)

@@ -30,9 +30,7 @@ def answer_image(services, environ, path, project, rest, query):
 
     The query is parsed (params.parse_query) only when the answer needs it.
     """
-    started = time.perf_counter()
-    method = environ["REQUEST_METHOD"]
-    head = method == "HEAD"
+    head = environ["REQUEST_METHOD"] == "HEAD"
     req = Request(
         project=project,
         path=rest,
@@ -46,9 +44,17 @@ def answer_image(services, environ, path, project, rest, query):
         ),
         head=head,
     )
+    return account(services, environ, path, project, lambda: services.delivery.serve(req))
+
+
+def account(services, environ, path, project, produce):
+    """Run produce() -> Reply and answer it, counted, measured and logged: (status, headers, body)."""
+    started = time.perf_counter()
+    method = environ["REQUEST_METHOD"]
+    head = method == "HEAD"
     x_cache, sent = "", 0
     try:
-        reply = services.delivery.serve(req)
+        reply = produce()
     except ShieldError as exc:
         status = exc.status
         headers, body = error_parts(exc)
@@ -65,6 +71,8 @@ def answer_image(services, environ, path, project, rest, query):
         if status == 304:
             headers = list(headers.items())
             remove_entity_headers(headers)
+        elif reply.extra.get("length_unknown"):
+            headers = list(headers.items())  # a HEAD answered without making the body
         else:
             if "Content-Length" not in headers:
                 headers["Content-Length"] = str(len(body))

@@ -30,6 +30,7 @@ from ..optimize import Optimizer
 from ..pool import TransformPool
 from ..projects import Registry
 from ..stats import Stats
+from . import path_urls
 from .admin import admin
 from .edge import edge
 from .exchange import answer_image, error_response, flask_response
@@ -130,6 +131,11 @@ def create_app(config=None):
     app.register_blueprint(keys_api)
     app.register_blueprint(edge)
 
+    @app.route("/api/v1/<path:rest>", methods=IMAGE_METHODS)
+    def path_style(rest):
+        query = request.query_string.decode(errors="replace")
+        return flask_response(path_urls.answer(services, request.environ, request.path, query))
+
     @app.route("/<project>/<path:path>", methods=IMAGE_METHODS)
     def image(project, path):
         # Image URLs the front door leaves to Flask (odd paths): the same exchange.
@@ -184,12 +190,18 @@ class ImageFrontDoor:
         except UnicodeError:  # not latin-1 text: not what a WSGI server hands over
             return None
         project, sep, rest = path[1:].partition("/")
-        if not sep or not rest or rest[0] == "/" or project in self.reserved or _CONTROL.search(path):
+        if not sep or not rest or rest[0] == "/" or _CONTROL.search(path):
+            return None
+        if project in self.reserved and not path.startswith(path_urls.PREFIX):
             return None
         return path, project, rest, query
 
     def serve(self, environ, start_response, path, project, rest, query):
-        status, headers, body = answer_image(self.services, environ, path, project, rest, query)
+        if project == "api" and path.startswith(path_urls.PREFIX):
+            answer = path_urls.answer(self.services, environ, path, query)
+        else:
+            answer = answer_image(self.services, environ, path, project, rest, query)
+        status, headers, body = answer
         start_response(_status_line(status), headers)
         if environ["REQUEST_METHOD"] == "HEAD":
             return []

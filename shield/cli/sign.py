@@ -7,6 +7,7 @@ import urllib.parse
 import click
 
 from ..guard import signing
+from ..guard.keys import KeyRing
 from ..projects import Registry
 from .client import Failure, UsageError
 from .options import POSITIVE, command
@@ -36,7 +37,8 @@ def project_in_force(settings, name):
     "\b\nexamples:\n"
     "  python -m shield sign '/shop/shoes/red.jpg?w=400&fmt=webp'\n"
     "  python -m shield sign 'https://img.example.com/shop/red.jpg?w=400' --exp 86400\n"
-    "  python -m shield sign /vault/report.png --token --exp 600",
+    "  python -m shield sign /vault/report.png --token --exp 600\n"
+    "  python -m shield sign --path-style --key pk_... shop/w_400,f_webp/cdn.example.com/img/a.jpg",
     with_token=False,
 )
 @click.argument("target", metavar="URL")
@@ -50,9 +52,22 @@ def project_in_force(settings, name):
     "--exp", type=POSITIVE, metavar="SECONDS", help="the URL stops working this many seconds from now"
 )
 @click.option("--expires", type=POSITIVE, metavar="UNIX", help="the URL stops working at this Unix time")
-def sign(ctx, target, private, exp, expires):
+@click.option(
+    "--path-style",
+    is_flag=True,
+    help="sign /api/v1/<project>/<operations>/<host/path> with a project key (needs --key)",
+)
+@click.option(
+    "--key", "key_id", metavar="PK", help="with --path-style: the public id of the key to sign with"
+)
+def sign(ctx, target, private, exp, expires, path_style, key_id):
     if exp is not None and expires is not None:
         raise UsageError("--exp and --expires cannot be given together")
+    until = int(time.time()) + exp if exp is not None else expires
+    if path_style:
+        return _sign_path_style(ctx, target, key_id, until)
+    if key_id:
+        raise UsageError("--key is only used with --path-style")
     parts = urllib.parse.urlsplit(target.strip())
     if parts.scheme and parts.scheme not in ("http", "https"):
         raise UsageError(f"{target!r}: expected an http(s) URL or a path starting with /")
@@ -74,7 +89,6 @@ def sign(ctx, target, private, exp, expires):
         for k, v in urllib.parse.parse_qsl(parts.query, keep_blank_values=True)
         if k not in ("sig", "token")
     }
-    until = int(time.time()) + exp if exp is not None else expires
     origin = f"{parts.scheme}://{parts.netloc}" if parts.scheme else ""
     shown_path = urllib.parse.quote(path, safe="/")
 
@@ -100,5 +114,39 @@ def sign(ctx, target, private, exp, expires):
         )
     if ctx.args.json:
         ctx.print_json({"url": url, "project": name, "expires": until, "private": bool(private)})
+    else:
+        print(url, file=ctx.out)
+
+
+def _sign_path_style(ctx, target, key_id, until):
+    """/api/v1/<project>/<ops>/<imageUrl>?key=&sig=[&exp=], signed with the key's secret (contract 11)."""
+    if not key_id:
+        raise UsageError("--path-style needs --key pk_... (the key's secret is read from state_dir)")
+    parts = urllib.parse.urlsplit(target.strip())
+    origin = f"{parts.scheme}://{parts.netloc}" if parts.scheme else ""
+    path = parts.path if parts.scheme else target.strip().split("?", 1)[0]
+    path = path.lstrip("/")
+    if path.startswith("api/v1/"):
+        path = path[len("api/v1/") :]
+    project, _, rest = path.partition("/")
+    ops, _, image_url = rest.partition("/")
+    if not project or not ops or "/" not in image_url:
+        raise UsageError(
+            f"{target!r}: expected <project>/<operations>/<host>/<path>, e.g. shop/w_400/cdn.example.com/a.jpg"
+        )
+    settings = ctx.settings()
+    ring = KeyRing(settings.state_dir)
+    key = ring.by_id(key_id) if os.path.exists(ring.path) else None
+    if key is None:
+        raise UsageError(f"no usable key {key_id!r} in {ring.path}")
+    if key.project != project:
+        raise UsageError(f"key {key_id!r} belongs to project {key.project!r}, not {project!r}")
+    if "images" not in key.scopes:
+        raise UsageError(f"key {key_id!r} has no 'images' scope, so it cannot sign image URLs")
+    sig = signing.path_signature(key.secret, ops, image_url, until)
+    query = urllib.parse.urlencode([("key", key.id), ("sig", sig)] + ([("exp", str(until))] if until else []))
+    url = f"{origin}/api/v1/{project}/{ops}/{image_url}?{query}"
+    if ctx.args.json:
+        ctx.print_json({"url": url, "project": project, "expires": until, "private": False, "key": key.id})
     else:
         print(url, file=ctx.out)

@@ -76,8 +76,15 @@ class Guard:
 
     def check_public(self, project, req):
         """What even a URL that needs no signature (an asset's /c/ URL) must pass."""
+        self.check_referer(project, req)
+        self.check_rate(project, req)
+
+    @staticmethod
+    def check_referer(project, req):
         if not referer_allowed(project, req.referer):
             raise ForbiddenReferer()
+
+    def check_rate(self, project, req):
         self._limit(f"ip|{project.name}|{req.client_ip}", project.rate_limit, "per client")
         self._limit(f"project|{project.name}", project.project_rate_limit, "for this project")
 

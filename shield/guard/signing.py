@@ -24,6 +24,7 @@ every key, whichever matches, so the time taken tells nothing about which key
 signed nor how much of a signature was right.
 """
 
+import base64
 import hashlib
 import hmac
 import re
@@ -146,3 +147,14 @@ def verify_token(keys, path, token, now=None):
         raise InvalidSignature("The token does not match this URL.")
     if _now(now) > int(exp):
         raise Expired("This token has expired (its exp is in the past).")
+
+
+PATH_SIG_LENGTH = 32
+
+
+def path_signature(secret, ops, image_url, exp=None):
+    """A path-style URL's sig (contract section 11): the first 32 characters of base64url, no
+    padding, of HMAC-SHA256 keyed by the key's whole secret, over `<ops>/<imageUrl>[?exp=<exp>]`."""
+    message = f"{ops}/{image_url}" + (f"?exp={exp}" if exp is not None else "")
+    digest = hmac.new(secret.encode(), message.encode("utf-8", "surrogateescape"), hashlib.sha256).digest()
+    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()[:PATH_SIG_LENGTH]
