@@ -8,12 +8,13 @@ here knows about HTTP frameworks.
 """
 
 import time
+import urllib.parse
 from dataclasses import dataclass, field
 
 from . import params
 from .cache.hot import HOT_TTL, HotEntry, HotSet
 from .cache.store import Entry, variant_key_of
-from .errors import NotFound, ProjectNotFound
+from .errors import MethodNotAllowed, MovedToHttps, NotFound, ProjectNotFound
 from .headers import (
     cache_status,
     etag_matches,
@@ -44,6 +45,10 @@ class Request:
     checked: bool = False  # signature, referer and rate limits already passed
     asset: str | None = None  # "<10 characters>.<ext>" of a /c/ URL; then `project` is unused
     via: str | None = None  # a source domain's base URL: `path` is a file there, not at the origin
+    method: str = "GET"
+    scheme: str = "https"  # as the client used it (a trusted proxy's X-Forwarded-Proto)
+    host: str = ""  # the Host header, and the path as asked for: where https_only redirects
+    url_path: str = ""
 
 
 @dataclass
@@ -54,6 +59,15 @@ class Reply:
     x_cache: str = ""
     project: str = ""
     extra: dict = field(default_factory=dict)
+
+
+def admit(project, req):
+    """The project's own rules for its image URLs: allowed_methods, https_only."""
+    if req.method not in project.allowed_methods:
+        raise MethodNotAllowed(project.allowed_methods)
+    if project.https_only and req.scheme != "https":
+        path = urllib.parse.quote(req.url_path, safe="/:@!$&()*+,;=-._~")
+        raise MovedToHttps(f"https://{req.host}{path}" + (f"?{req.query}" if req.query else ""))
 
 
 class Delivery:
@@ -82,6 +96,7 @@ class Delivery:
                 return reply
         generation = self.store.generation.current()
         asset, project = self._target(req)
+        admit(project, req)
         if req.args is None:
             req.args = params.parse_query(req.query)
         if self.guard is not None and not req.checked:
@@ -183,6 +198,7 @@ class Delivery:
         if project is not hot.project or time.time() >= hot.valid_until:
             self.hot.discard(hot_key)
             return None
+        admit(project, req)
         if self.guard is not None and not req.checked:
             if req.args is None and project.signing_key:
                 req.args = params.parse_query(req.query)

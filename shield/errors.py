@@ -9,11 +9,13 @@
     │   ├── InvalidSignature        invalid_signature
     │   ├── Expired                 expired
     │   ├── ForbiddenReferer        forbidden_referer
+    │   ├── HttpsRequired           https_required
     │   ├── ForbiddenScope          forbidden_scope
     │   └── ForbiddenSource         forbidden_source
     ├── NotFound                404 not_found
     │   └── ProjectNotFound         project_not_found
-    ├── MethodNotAllowed        405 method_not_allowed
+    ├── MovedToHttps            301 https_required    (Location; an https_only image)
+    ├── MethodNotAllowed        405 method_not_allowed (Allow)
     ├── Conflict                409 conflict
     ├── Gone                    410 gone
     ├── SourceTooLarge          413 source_too_large
@@ -36,11 +38,14 @@ class ShieldError(Exception):
     code = "internal_error"
     default_message = "Something went wrong inside shield."
     retry_after = None
+    headers = ()  # extra response headers: Allow, Location
 
-    def __init__(self, message=None, *, retry_after=None):
+    def __init__(self, message=None, *, retry_after=None, headers=()):
         super().__init__(message or self.default_message)
         if retry_after is not None:
             self.retry_after = retry_after
+        if headers:
+            self.headers = tuple(headers)
 
     @property
     def message(self):
@@ -121,6 +126,28 @@ class MethodNotAllowed(ShieldError):
     status = 405
     code = "method_not_allowed"
     default_message = "This method is not allowed here."
+
+    def __init__(self, allowed=("GET", "HEAD", "OPTIONS"), message=None):
+        super().__init__(
+            message or f"This method is not allowed here: this URL answers {', '.join(allowed)}.",
+            headers=[("Allow", ", ".join(allowed))],
+        )
+
+
+class MovedToHttps(ShieldError):
+    status = 301
+    code = "https_required"
+    default_message = "This project is served over https only."
+
+    def __init__(self, location):
+        super().__init__(
+            f"This project is served over https only: {location}", headers=[("Location", location)]
+        )
+
+
+class HttpsRequired(Forbidden):
+    code = "https_required"
+    default_message = "This project's API is answered over https only."
 
 
 class Conflict(ShieldError):

@@ -24,13 +24,23 @@ REFRESH_INTERVAL = 0.5
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS projects (
     name TEXT PRIMARY KEY, body TEXT, deleted INTEGER NOT NULL DEFAULT 0, updated REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS created (name TEXT PRIMARY KEY, at REAL NOT NULL);
 """
+
+
+class DomainTaken(Exception):
+    """The domain is another project's: a Host routes to one project only."""
+
+
+def _domains(projects):
+    return {p.domain: p for p in projects.values() if p.domain}
 
 
 class Registry:
     def __init__(self, settings):
         self._file_projects = dict(settings.projects)
         self._projects = dict(self._file_projects)
+        self._by_domain = _domains(self._projects)
         self.path = os.path.join(settings.state_dir, "projects.db")
         self._state = StateDB(self.path, _SCHEMA)
         self._changes = Generation(os.path.join(settings.state_dir, "projects.changes"))
@@ -72,17 +82,35 @@ class Registry:
                 projects[name] = build_project(name, json.loads(body), where="api projects")
             except (ConfigError, ValueError) as exc:
                 logs.fault_once(f"project_invalid_{name}", error=str(exc))
-        self._projects, self._seen_version = projects, version
+        self._projects, self._by_domain, self._seen_version = projects, _domains(projects), version
 
     def get(self, name):
         self._refresh()
         return self._projects.get(name)
 
+    def by_domain(self, host):
+        """The project whose domain this Host is (lower case, no port), or None."""
+        self._refresh()
+        return self._by_domain.get(host)
+
+    def created_at(self, name):
+        db = self._conn()
+        try:
+            row = db.execute("SELECT at FROM created WHERE name = ?", (name,)).fetchone() if db else None
+        except sqlite3.Error:
+            return None
+        return row[0] if row else None
+
+    def _check_domain(self, project):
+        owner = self._by_domain.get(project.domain) if project.domain else None
+        if owner is not None and owner.name != project.name:
+            raise DomainTaken(f"domain: {project.domain} belongs to project {owner.name!r}")
+
     def all(self):
         self._refresh()
         return [self._projects[name] for name in sorted(self._projects)]
 
-    def _write(self, name, body, deleted=False):
+    def _write(self, name, body, deleted=False, created=False):
         db = self._conn()
         if db is None:
             raise OSError(f"cannot open {self.path}")
@@ -93,6 +121,8 @@ class Registry:
                 " updated = excluded.updated",
                 (name, json.dumps(body) if body is not None else None, int(deleted), time.time()),
             )
+            if created:
+                db.execute("INSERT OR REPLACE INTO created (name, at) VALUES (?, ?)", (name, time.time()))
         self._changes.bump()
         self._refresh(force=True)
 
@@ -101,7 +131,8 @@ class Registry:
         self._refresh(force=True)  # a write decides on what is stored now, not on this worker's copy
         if self.get(name) is not None:
             return None
-        self._write(name, project.settings())
+        self._check_domain(project)
+        self._write(name, project.settings(), created=True)
         return project
 
     def update(self, name, changes):
@@ -113,6 +144,7 @@ class Registry:
         if "signing_key" in changes and changes["signing_key"] in (["***"], "***"):
             merged["signing_key"] = current.settings()["signing_key"]
         project = build_project(name, merged, where="projects")
+        self._check_domain(project)
         self._write(name, project.settings())
         return project
 

@@ -232,6 +232,34 @@ def _source_domains(value):
 _source_domains.kind = "list"
 
 
+IMAGE_METHODS = ("GET", "HEAD", "OPTIONS")
+_DOMAIN = re.compile(r"[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)+")
+
+
+def _domain(value):
+    """A host name whose requests this project serves (case and port ignored); '' for none."""
+    value = _str(value).strip().lower().rstrip(".")
+    if ":" in value and not value.startswith("["):
+        value = value.rsplit(":", 1)[0]
+    if value and not _DOMAIN.fullmatch(value):
+        raise ValueError("expected a host name such as img.shop.example (no scheme, no path)")
+    return value
+
+
+_domain.kind = "str"
+
+
+def _methods(value):
+    value = [m.upper() for m in _str_list(value)]
+    wrong = [m for m in value if m not in IMAGE_METHODS]
+    if wrong or not value:
+        raise ValueError(f"expected a non-empty list of {', '.join(IMAGE_METHODS)}")
+    return [m for m in IMAGE_METHODS if m in value]
+
+
+_methods.kind = "list"
+
+
 @dataclass(frozen=True)
 class Setting:
     name: str
@@ -377,6 +405,24 @@ PROJECT_SETTINGS = [
         "Allow an HTTP origin on a private, loopback or link-local address.",
     ),
     Setting("tags", [], _str_list, "Extra cache tags every variant of this project carries."),
+    Setting(
+        "domain",
+        "",
+        _domain,
+        "A Host (img.shop.example) whose requests are this project's, without the /<project> prefix.",
+    ),
+    Setting(
+        "https_only",
+        False,
+        _bool,
+        "Redirect plain-HTTP image requests to https (301); refuse plain-HTTP API calls (403).",
+    ),
+    Setting(
+        "allowed_methods",
+        list(IMAGE_METHODS),
+        _methods,
+        "Methods the image URLs answer (of GET, HEAD, OPTIONS); others get 405 with Allow.",
+    ),
     Setting(
         "api_rate_limits",
         dict(API_RATE_LIMITS),
@@ -569,6 +615,12 @@ def load(path=None, environ=None, overrides=None):
     if not isinstance(projects, dict):
         raise ConfigError("projects: expected tables [projects.<name>]")
     settings.projects = {name: build_project(name, table) for name, table in projects.items()}
+    domains = {}
+    for project in settings.projects.values():
+        if project.domain and domains.setdefault(project.domain, project.name) != project.name:
+            raise ConfigError(
+                f"projects.{project.name}.domain: {project.domain} is already projects.{domains[project.domain]}'s"
+            )
     return settings
 
 

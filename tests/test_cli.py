@@ -442,10 +442,10 @@ def test_projects_round_trip(server, web):
     listed = json.loads(ok(run_cli(server, "projects", "list", "--limit", "2", "--json")))
     assert [p["name"] for p in listed["items"]] == sorted([*PROJECTS, "made"])
     table = ok(run_cli(server, "projects", "list", "--limit", "3")).splitlines()
-    assert table[0].split() == ["NAME", "ORIGIN", "ENABLED", "PRIVATE", "SIGNED"]
+    assert table[0].split() == ["NAME", "ORIGIN", "DOMAIN", "ENABLED", "PRIVATE", "SIGNED"]
     assert [line.split()[0] for line in table[1:]] == sorted([*PROJECTS, "made"])
     vault = next(line.split() for line in table if line.startswith("vault"))
-    assert vault[2:] == ["yes", "yes", "yes"]
+    assert vault[2:] == ["-", "yes", "yes", "yes"]
 
     duplicate = run_cli(server, "projects", "create", "made", "--origin", f"{server.folder}/")
     assert duplicate.returncode == 1 and "409" in duplicate.stderr
@@ -572,3 +572,15 @@ def test_sign_path_style_with_a_key(server, web):
             assert missing.returncode == 2 and "--key" in missing.stderr
         finally:
             web.delete(server.url + "/v1/projects/remote", headers=auth, timeout=30)
+
+
+def test_purge_a_distribution(server, web):
+    cached(web, server, "/wipe/rocket.jpg?w=33", "/wipe/products/a.png?w=33")
+    out = ok(
+        run_cli(server, "purge", "--distribution", "wipe", "--path", "/rocket.jpg", "--prefix", "/products/")
+    )
+    assert re.fullmatch(r"purged 2 variants \(purge_id [0-9a-f]{32}\)\n", out)
+    assert x_cache(web, server, "/wipe/rocket.jpg?w=33") == "MISS"
+    assert x_cache(web, server, "/wipe/products/a.png?w=33") == "MISS"
+    both = run_cli(server, "purge", "--distribution", "wipe", "--project", "wipe", "--everything")
+    assert both.returncode == 2 and both.stderr.count("\n") == 1

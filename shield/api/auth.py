@@ -8,9 +8,10 @@ only, within its scopes (contract section 7).
 import hmac
 from dataclasses import dataclass
 
-from flask import current_app, g, request
+from flask import g, request
 
-from ..errors import BadRequest, ForbiddenScope, ProjectNotFound, ShieldError, Unauthorized
+from ..errors import BadRequest, ForbiddenScope, ShieldError, Unauthorized
+from .common import services
 
 
 class AdminDisabled(ShieldError):
@@ -50,10 +51,6 @@ class Principal:
     @property
     def rate_key(self):
         return None if self.admin else self.key.id
-
-
-def services():
-    return current_app.extensions["shield"]
 
 
 def _local_port():
@@ -112,11 +109,3 @@ def _authenticate(admin_only):
             + ("." if admin_only else "; or send a project key's secret.")
         )
     raise Unauthorized("Send Authorization: Bearer <admin_token> or a project key's secret.")
-
-
-def project_or_404(name, serving=True):
-    """The project; 404 project_not_found when there is none or (serving) it is disabled."""
-    project = services().projects.get(name) if isinstance(name, str) else None
-    if project is None or (serving and not project.enabled):
-        raise ProjectNotFound(f"No project named {str(name)[:63]!r}.")
-    return project

@@ -13,7 +13,8 @@ from flask import Blueprint, request
 
 from ..errors import BadRequest, InvalidParam, NotFound
 from ..optimize import ASSET_PREFIX
-from .auth import principal, project_or_404, services
+from .auth import principal
+from .common import project_or_404, services
 from .exchange import answer_image, flask_response
 
 edge = Blueprint("edge", __name__, url_prefix="/v1")

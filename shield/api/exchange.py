@@ -16,8 +16,8 @@ from werkzeug.http import remove_entity_headers
 from werkzeug.wsgi import wrap_file
 
 from .. import logs, metrics
-from ..delivery import Request
-from ..errors import ShieldError
+from ..delivery import Reply, Request
+from ..errors import MethodNotAllowed, ProjectNotFound, ShieldError
 from ..headers import SECURITY_HEADERS
 
 ERROR_HEADERS = {"Cache-Control": "no-store", **SECURITY_HEADERS}
@@ -30,7 +30,7 @@ def answer_image(services, environ, path, project, rest, query):
 
     The query is parsed (params.parse_query) only when the answer needs it.
     """
-    head = environ["REQUEST_METHOD"] == "HEAD"
+    method = environ["REQUEST_METHOD"]
     req = Request(
         project=project,
         path=rest,
@@ -42,9 +42,47 @@ def answer_image(services, environ, path, project, rest, query):
         client_ip=services.client_address.of(
             environ.get("REMOTE_ADDR") or "", environ.get("HTTP_X_FORWARDED_FOR", "")
         ),
-        head=head,
+        head=method == "HEAD",
+        method=method,
+        scheme=services.client_address.scheme(environ),
+        host=environ.get("HTTP_HOST") or environ.get("SERVER_NAME", ""),
+        url_path=path,
     )
     return account(services, environ, path, project, lambda: services.delivery.serve(req))
+
+
+def answer_options(services, environ, path, project_name):
+    """OPTIONS on an image URL: 204 with Allow, and a CORS preflight's answer when it is one."""
+
+    def produce():
+        project = services.projects.get(project_name)
+        if project is None or not project.enabled:
+            raise ProjectNotFound(f"No project named {project_name!r}.")
+        if "OPTIONS" not in project.allowed_methods:
+            raise MethodNotAllowed(project.allowed_methods)
+        allowed = ", ".join(project.allowed_methods)
+        headers = {"Allow": allowed, "Cache-Control": "no-store", **SECURITY_HEADERS}
+        if environ.get("HTTP_ORIGIN") and environ.get("HTTP_ACCESS_CONTROL_REQUEST_METHOD"):
+            headers.update(
+                {
+                    "Access-Control-Allow-Origin": "*",
+                    "Access-Control-Allow-Methods": allowed,
+                    "Access-Control-Max-Age": "86400",
+                }
+            )
+        return Reply(204, headers, b"", "", project.name, {"length_unknown": True})
+
+    return account(services, environ, path, project_name, produce)
+
+
+def answer_method_not_allowed(services, environ, path, project_name):
+    """Any other method on an image URL: 405 with the project's Allow."""
+
+    def produce():
+        project = services.projects.get(project_name)
+        raise MethodNotAllowed(project.allowed_methods if project is not None else ("GET", "HEAD", "OPTIONS"))
+
+    return account(services, environ, path, project_name, produce)
 
 
 def account(services, environ, path, project, produce):
@@ -119,6 +157,7 @@ def error_parts(exc):
     headers = [("Content-Type", "application/json"), *ERROR_HEADERS.items()]
     if exc.retry_after is not None:
         headers.append(("Retry-After", str(int(exc.retry_after))))
+    headers.extend(exc.headers)
     headers.append(("Content-Length", str(len(body))))
     if exc.status >= 500:
         logs.event("error", logging.WARNING, code=exc.code, status=exc.status, message=exc.message)

@@ -4,7 +4,8 @@ from flask import Blueprint, request
 
 from ..errors import BadRequest, NotFound
 from ..guard.keys import parse_time
-from .auth import principal, project_or_404, services
+from .auth import principal
+from .common import project_or_404, services
 
 keys_api = Blueprint("keys", __name__, url_prefix="/v1/projects/<name>/keys")
 

@@ -29,11 +29,19 @@ from ..headers import SECURITY_HEADERS
 from ..optimize import Optimizer
 from ..pool import TransformPool
 from ..projects import Registry
+from ..settings import RESERVED_NAMES
 from ..stats import Stats
 from . import path_urls
 from .admin import admin
+from .distributions import cdn
 from .edge import edge
-from .exchange import answer_image, error_response, flask_response
+from .exchange import (
+    answer_image,
+    answer_method_not_allowed,
+    answer_options,
+    error_response,
+    flask_response,
+)
 from .keys import keys_api
 
 IMAGE_METHODS = ("GET", "HEAD")
@@ -72,6 +80,15 @@ class Services:
         )
         self.served_by = f"{socket.gethostname()}-{{pid}}" if settings.served_by_header else None
 
+    def delete_project(self, name):
+        """Delete a project with its keys and assets: a new one of that name starts with neither."""
+        if not self.projects.delete(name):
+            return False
+        self.keys.revoke_project(name)
+        for asset in self.assets.all(name):
+            self.assets.delete(asset)
+        return True
+
 
 def create_app(config=None):
     """Build the WSGI app. `config`: a Settings, a dict shaped like the TOML file, or None (load it)."""
@@ -92,7 +109,8 @@ def create_app(config=None):
     @app.errorhandler(HTTPException)
     def http_error(exc):
         if exc.code == 405:
-            return error_response(MethodNotAllowed())
+            allowed = sorted(getattr(exc, "valid_methods", None) or ()) or ["GET", "HEAD"]
+            return error_response(MethodNotAllowed(allowed))
         if exc.code == 404:
             return error_response(NotFound("Nothing here: image URLs are /<project>/<path>."))
         err = ShieldError(exc.description)
@@ -130,6 +148,7 @@ def create_app(config=None):
     app.register_blueprint(admin)
     app.register_blueprint(keys_api)
     app.register_blueprint(edge)
+    app.register_blueprint(cdn)
 
     @app.route("/api/v1/<path:rest>", methods=IMAGE_METHODS)
     def path_style(rest):
@@ -171,11 +190,26 @@ class ImageFrontDoor:
         self.reserved = reserved
 
     def __call__(self, environ, start_response):
-        if environ.get("REQUEST_METHOD") in IMAGE_METHODS:
-            route = self.route(environ)
-            if route is not None:
+        route = self.route(environ)
+        if route is not None:
+            method = environ.get("REQUEST_METHOD")
+            if method in IMAGE_METHODS:
                 return self.serve(environ, start_response, *route)
+            path, project, _rest, _query = route
+            if not path.startswith(path_urls.PREFIX):
+                if method == "OPTIONS":
+                    answer = answer_options(self.services, environ, path, project)
+                else:
+                    answer = answer_method_not_allowed(self.services, environ, path, project)
+                return self.respond(environ, start_response, answer)
         return self.flask_wsgi(environ, start_response)
+
+    def _domain_project(self, environ):
+        """The project whose `domain` this request's Host is (port and case ignored), or None."""
+        host = environ.get("HTTP_HOST")
+        if not host or host[0] == "[":
+            return None
+        return self.services.projects.by_domain(host.partition(":")[0].lower().rstrip("."))
 
     def route(self, environ):
         """(path, project, rest, query) for an image URL, or None to leave it to Flask."""
@@ -189,8 +223,14 @@ class ImageFrontDoor:
             query = environ.get("QUERY_STRING", "").encode("latin1").decode(errors="replace")
         except UnicodeError:  # not latin-1 text: not what a WSGI server hands over
             return None
+        if _CONTROL.search(path):
+            return None
         project, sep, rest = path[1:].partition("/")
-        if not sep or not rest or rest[0] == "/" or _CONTROL.search(path):
+        domain = self._domain_project(environ)
+        if domain is not None and project not in RESERVED_NAMES and project not in self.reserved:
+            # A Host that is a project's domain: the whole path is the file's.
+            return path, domain.name, path[1:], query
+        if not sep or not rest or rest[0] == "/":
             return None
         if project in self.reserved and not path.startswith(path_urls.PREFIX):
             return None
@@ -201,6 +241,9 @@ class ImageFrontDoor:
             answer = path_urls.answer(self.services, environ, path, query)
         else:
             answer = answer_image(self.services, environ, path, project, rest, query)
+        return self.respond(environ, start_response, answer)
+
+    def respond(self, environ, start_response, answer):
         status, headers, body = answer
         start_response(_status_line(status), headers)
         if environ["REQUEST_METHOD"] == "HEAD":

@@ -84,10 +84,14 @@ def parse(body):
     return PurgeRequest(tuple(tags), tuple(paths), tuple(prefixes), everything, key, tuple(ids))
 
 
+def projects_named(req):
+    """The projects a purge names (its paths', prefixes' and everything's)."""
+    return {p for p, _ in req.paths} | {p for p, _ in req.prefixes} | ({req.everything} - {None})
+
+
 def within(req, project):
     """A project key's purge: refused when it names another project, its tags count in its own only."""
-    named = {p for p, _ in req.paths} | {p for p, _ in req.prefixes} | ({req.everything} - {None})
-    if named - {project}:
+    if projects_named(req) - {project}:
         raise ForbiddenScope("This key may purge its own project's files only.")
     return replace(req, within=project)
 

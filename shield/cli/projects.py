@@ -67,13 +67,14 @@ def list_projects(ctx, limit):
         (
             p.get("name", ""),
             p.get("origin", ""),
+            p.get("domain") or "-",
             "yes" if p.get("enabled", True) else "no",
             "yes" if p.get("private") else "no",
             "yes" if p.get("signing_key") else "no",
         )
         for p in items
     ]
-    print(table(("NAME", "ORIGIN", "ENABLED", "PRIVATE", "SIGNED"), body), file=ctx.out)
+    print(table(("NAME", "ORIGIN", "DOMAIN", "ENABLED", "PRIVATE", "SIGNED"), body), file=ctx.out)
 
 
 @command("get", "Show one project.")

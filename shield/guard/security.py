@@ -49,6 +49,13 @@ class ClientAddress:
             return False
         return any(ip in net for net in self.trusted)
 
+    def scheme(self, environ):
+        """http or https as the client used it: a trusted proxy's X-Forwarded-Proto, else the server's."""
+        forwarded = self.trusted and environ.get("HTTP_X_FORWARDED_PROTO")
+        if forwarded and self._is_trusted(environ.get("REMOTE_ADDR") or ""):
+            return forwarded.split(",")[0].strip().lower()
+        return environ.get("wsgi.url_scheme", "http")
+
     def of(self, remote_addr, forwarded_for):
         if not self.trusted or not forwarded_for or not self._is_trusted(remote_addr):
             return remote_addr

@@ -130,8 +130,12 @@ def test_signature_check(benchmark, signed_with):
         signing.verify(SIGNING_KEYS[:1] if signed_with else SIGNING_KEYS[1:], path, args)
 
 
-def test_cached_hit_through_the_front_door(benchmark, tmp_path):
-    """A whole cached hit in-process: WSGI in, headers and body out (no HTTP server)."""
+@pytest.mark.parametrize("route", ["prefix", "domain"])
+def test_cached_hit_through_the_front_door(benchmark, tmp_path, route):
+    """A whole cached hit in-process: WSGI in, headers and body out (no HTTP server).
+
+    `domain`: the same hit through the project's Host (img.shop.example/rocket.jpg).
+    """
     from shield.api.web import create_app
 
     origin = tmp_path / "origin"
@@ -144,12 +148,15 @@ def test_cached_hit_through_the_front_door(benchmark, tmp_path):
                 "state_dir": str(tmp_path / "state"),
                 "log_level": "warning",
             },
-            "projects": {"demo": {"origin": str(origin) + "/", "rate_limit": 0}},
+            "projects": {
+                "demo": {"origin": str(origin) + "/", "rate_limit": 0, "domain": "img.shop.example"}
+            },
         }
     )
     environ = {
         "REQUEST_METHOD": "GET",
-        "PATH_INFO": "/demo/rocket.jpg",
+        "PATH_INFO": "/demo/rocket.jpg" if route == "prefix" else "/rocket.jpg",
+        "HTTP_HOST": "localhost" if route == "prefix" else "img.shop.example",
         "QUERY_STRING": "w=640&q=75&fmt=webp",
         "SERVER_NAME": "localhost",
         "SERVER_PORT": "80",
