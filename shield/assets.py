@@ -159,8 +159,8 @@ class AssetStore:
             except FileNotFoundError:
                 pass
 
-    def all(self, project=None):
-        """Every asset (of one project), oldest first."""
+    def all(self, project=None, prefix=""):
+        """Every asset (of one project; whose id starts with `prefix`), oldest first."""
         found = []
         try:
             shards = sorted(os.listdir(self.root))
@@ -172,7 +172,7 @@ class AssetStore:
             except (NotADirectoryError, FileNotFoundError):
                 continue
             for name in names:
-                if name.endswith(".json") and not name.startswith("."):
+                if name.endswith(".json") and name.startswith(prefix) and not name.startswith("."):
                     asset = self.get(name[:-5])
                     if asset is not None and (project is None or asset.project == project):
                         found.append(asset)

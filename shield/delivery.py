@@ -23,9 +23,10 @@ from .headers import (
     server_timing,
     strong_etag,
 )
-from .image import negotiate
+from .image import negotiate, probe
 from .origin import safe_segments
 from .originals import Originals, asset_path, refresh_ahead_at, stored_path
+from .uploads import KEY as UPLOAD_KEY
 from .variants import Variants
 
 STORED_ELSEWHERE = object()  # the variant appeared in the cache while this request waited
@@ -106,12 +107,14 @@ class Delivery:
         )
         klass = negotiate.accept_class(req.accept)
 
-        if asset is not None:
+        if asset is not None and req.asset is not None:
             original, path = self.originals.of_asset(asset), asset_path(asset.id)
             if transform.is_passthrough_candidate:
                 return self._serve_asset_bytes(req, hot_key, generation, project, asset, original, started)
         elif project.private:
-            return self._serve_private(project, req, transform, klass, started)
+            return self._serve_private(project, req, transform, klass, started, asset)
+        elif asset is not None:
+            original, path = self.originals.of_asset(asset), req.path  # an upload: like any original
         else:
             original, path = self.originals.get(project, req.path, req.via), stored_path(req.path, req.via)
         key = variant_key_of(
@@ -167,6 +170,9 @@ class Delivery:
             raise ProjectNotFound(f"No project named {req.project!r}.")
         if safe_segments(req.path) is None:
             raise NotFound()
+        upload = UPLOAD_KEY.fullmatch(req.path) and self.assets.get(req.path[:10])
+        if upload and upload.project == project.name and upload.record.get("key") == req.path:
+            return upload, project  # an uploaded asset: looked up before the origin
         return None, project
 
     def _check(self, project, req):
@@ -241,9 +247,15 @@ class Delivery:
         entry.close()
         return STORED_ELSEWHERE
 
-    def _serve_private(self, project, req, transform, klass, started):
-        """Private images never enter the shared cache: fetch and transform every time."""
-        body, info, origin_ms = self.originals.fetch_uncached(project, req.path, req.via)
+    def _serve_private(self, project, req, transform, klass, started, upload=None):
+        """Private images never enter the shared cache: fetch (or read) and transform every time."""
+        if upload is not None:
+            body = self.assets.read(upload)
+            if body is None:
+                raise NotFound("This asset is gone.")
+            info, origin_ms = probe.SourceInfo(**upload.info()), 0.0
+        else:
+            body, info, origin_ms = self.originals.fetch_uncached(project, req.path, req.via)
         process_started = time.perf_counter()
         header, out = self.variants.render(
             project, body, info, transform, klass, lambda fit: self.variants.detect(body, info, fit)

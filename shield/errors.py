@@ -4,12 +4,14 @@
     ├── InvalidParam            400 invalid_param
     ├── BadRequest              400 bad_request
     ├── InvalidSource           400 invalid_source
+    ├── InvalidUpload           400 invalid_upload
     ├── Unauthorized            401 unauthorized
     ├── Forbidden               403
     │   ├── InvalidSignature        invalid_signature
     │   ├── Expired                 expired
     │   ├── ForbiddenReferer        forbidden_referer
     │   ├── HttpsRequired           https_required
+    │   ├── ForbiddenOrigin         forbidden_origin
     │   ├── ForbiddenScope          forbidden_scope
     │   └── ForbiddenSource         forbidden_source
     ├── NotFound                404 not_found
@@ -19,6 +21,7 @@
     ├── Conflict                409 conflict
     ├── Gone                    410 gone
     ├── SourceTooLarge          413 source_too_large
+    ├── QuotaExceeded           413 quota_exceeded
     ├── UnsupportedSource       415 unsupported_source
     ├── RateLimited             429 rate_limited      (Retry-After)
     ├── Overloaded              503 overloaded        (Retry-After)
@@ -75,6 +78,12 @@ class InvalidSource(ShieldError):
     default_message = "source must be a URL under the project's origin, or a path under it."
 
 
+class InvalidUpload(ShieldError):
+    status = 400
+    code = "invalid_upload"
+    default_message = "The upload is not a whole image: send it as the multipart field `file`."
+
+
 class Unauthorized(ShieldError):
     status = 401
     code = "unauthorized"
@@ -104,6 +113,11 @@ class ForbiddenReferer(Forbidden):
 class ForbiddenScope(Forbidden):
     code = "forbidden_scope"
     default_message = "This key may not make this call (its scopes or its project do not allow it)."
+
+
+class ForbiddenOrigin(Forbidden):
+    code = "forbidden_origin"
+    default_message = "This project takes browser uploads from its cors_origins only."
 
 
 class ForbiddenSource(Forbidden):
@@ -164,6 +178,11 @@ class Gone(ShieldError):
 class SourceTooLarge(ShieldError):
     status = 413
     code = "source_too_large"
+
+
+class QuotaExceeded(ShieldError):
+    status = 413
+    code = "quota_exceeded"
 
 
 class UnsupportedSource(ShieldError):

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 DEFAULT_CONFIG_PATH = "config/shield.toml"
-# `c` too: /c/<id>.<ext> are the edge API's asset URLs.
+# `c`, `asset` and `dashboard` too: /c/<id>.<ext>, /asset/upload/persist and /dashboard are shield's.
 RESERVED_NAMES = frozenset(
     {"api", "admin", "c", "cdn", "health", "metrics", "registry", "static", "test", "v1"}
 )
@@ -249,6 +249,18 @@ def _domain(value):
 _domain.kind = "str"
 
 
+def _cors_origins(value):
+    """'*', or origins as a browser sends them: https://shop.example, http://localhost:3000."""
+    value = _str_list(value)
+    for entry in value:
+        if entry != "*" and not re.fullmatch(r"https?://[a-z0-9.-]+(:[0-9]{1,5})?", entry):
+            raise ValueError(f"{entry!r}: expected '*' or an origin such as https://shop.example")
+    return value
+
+
+_cors_origins.kind = "list"
+
+
 def _methods(value):
     value = [m.upper() for m in _str_list(value)]
     wrong = [m for m in value if m not in IMAGE_METHODS]
@@ -416,6 +428,19 @@ PROJECT_SETTINGS = [
         False,
         _bool,
         "Redirect plain-HTTP image requests to https (301); refuse plain-HTTP API calls (403).",
+    ),
+    Setting(
+        "cors_origins",
+        ["*"],
+        _cors_origins,
+        "Origins whose pages may read images and upload ('*': any); a listed Origin is echoed, others get no CORS headers.",
+    ),
+    Setting("upload_quota_bytes", 0, _int(0), "Bytes of uploaded assets the project may keep; 0: no quota."),
+    Setting(
+        "temp_upload_ttl",
+        86400,
+        _int(1),
+        "Seconds a temporary upload waits to be persisted before it is deleted.",
     ),
     Setting(
         "allowed_methods",

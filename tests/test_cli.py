@@ -136,6 +136,10 @@ def hmac_hex(key, message):
         ["keys", "list"],
         ["keys", "rotate"],
         ["keys", "revoke"],
+        ["upload"],
+        ["assets"],
+        ["assets", "list"],
+        ["assets", "delete"],
     ],
 )
 def test_help_everywhere(argv, capsys):
@@ -584,3 +588,35 @@ def test_purge_a_distribution(server, web):
     assert x_cache(web, server, "/wipe/products/a.png?w=33") == "MISS"
     both = run_cli(server, "purge", "--distribution", "wipe", "--project", "wipe", "--everything")
     assert both.returncode == 2 and both.stderr.count("\n") == 1
+
+
+def test_upload_then_assets_list_and_delete(server, web, tmp_path):
+    files = []
+    for index in range(3):
+        path = tmp_path / f"Photo {index}.jpg"
+        path.write_bytes((server.folder / "rocket.jpg").read_bytes())
+        files.append(str(path))
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"<html>not an image</html>")
+    result = run_cli(server, "upload", "--project", "demo", *files, str(broken))
+    assert result.returncode == 1
+    lines = result.stdout.splitlines()
+    uploaded = [line for line in lines if line.startswith("uploaded ")]
+    assert len(uploaded) == 3 and any(
+        line.startswith("failed ") and "unsupported_source" in line for line in lines
+    )
+    progress = [json.loads(line) for line in result.stderr.splitlines() if line.startswith("{")]
+    assert progress and progress[-1]["event"] == "upload_progress" and progress[-1]["done"] == 4
+    url = uploaded[0].split(" -> ")[1].split(" ")[0]
+    assert re.search(r"/demo/[a-z0-9]{10}-photo-0\.jpg$", url)
+    resp = web.get(server.url + urllib.parse.urlsplit(url).path + "?w=64", timeout=30)
+    assert resp.status_code == 200 and resp.headers["Content-Type"].startswith("image/")
+
+    listed = json.loads(ok(run_cli(server, "--json", "assets", "list", "--project", "demo", "--limit", "2")))
+    ids = [a["_id"] for a in listed["items"]]
+    assert len(ids) >= 3
+    table = ok(run_cli(server, "assets", "list", "--project", "demo"))
+    assert table.splitlines()[0].split() == ["ID", "PROJECT", "KEY", "SIZE", "PIXELS"] and ids[0] in table
+    assert ok(run_cli(server, "assets", "delete", ids[0])).strip() == f"deleted asset {ids[0]}"
+    missing = run_cli(server, "assets", "delete", ids[0])
+    assert missing.returncode == 1 and "404" in missing.stderr

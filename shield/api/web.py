@@ -27,10 +27,12 @@ from ..guard.keys import KeyRing
 from ..guard.security import ClientAddress, Guard
 from ..headers import SECURITY_HEADERS
 from ..optimize import Optimizer
+from ..origin import gevent_patched
 from ..pool import TransformPool
 from ..projects import Registry
 from ..settings import RESERVED_NAMES
 from ..stats import Stats
+from ..uploads import SWEEP_EVERY, Uploads
 from . import path_urls
 from .admin import admin
 from .distributions import cdn
@@ -43,6 +45,7 @@ from .exchange import (
     flask_response,
 )
 from .keys import keys_api
+from .uploads import uploads_api
 
 IMAGE_METHODS = ("GET", "HEAD")
 FILE_CHUNK = 64 * 1024
@@ -75,10 +78,26 @@ class Services:
             self.assets,
             guard=self.guard,
         )
+        self.uploads = Uploads(settings, self.assets, self.pool, self.store)
+        self._background_pid = None
         self.optimizer = Optimizer(
             settings, self.delivery.originals, self.pool, self.flight, self.assets, self.stats
         )
         self.served_by = f"{socket.gethostname()}-{{pid}}" if settings.served_by_header else None
+
+    def start_background(self):
+        """Once per worker process, under gevent: the loop that sweeps expired temporary uploads."""
+        self._background_pid = os.getpid()
+        if not gevent_patched():
+            return
+        import gevent
+
+        def loop():
+            while True:
+                gevent.sleep(SWEEP_EVERY)
+                self.uploads.maybe_sweep()
+
+        gevent.spawn(loop)
 
     def delete_project(self, name):
         """Delete a project with its keys and assets: a new one of that name starts with neither."""
@@ -149,6 +168,7 @@ def create_app(config=None):
     app.register_blueprint(keys_api)
     app.register_blueprint(edge)
     app.register_blueprint(cdn)
+    app.register_blueprint(uploads_api)
 
     @app.route("/api/v1/<path:rest>", methods=IMAGE_METHODS)
     def path_style(rest):
@@ -190,6 +210,8 @@ class ImageFrontDoor:
         self.reserved = reserved
 
     def __call__(self, environ, start_response):
+        if self.services._background_pid != os.getpid():
+            self.services.start_background()
         route = self.route(environ)
         if route is not None:
             method = environ.get("REQUEST_METHOD")

@@ -99,7 +99,7 @@ class AdminClient:
         self.token = token
         self.timeout = timeout
 
-    def call(self, method, path, params=None, body=None):
+    def call(self, method, path, params=None, body=None, files=None):
         url = self.base + path
         try:
             with requests.Session() as session:
@@ -108,6 +108,7 @@ class AdminClient:
                     url,
                     params=params,
                     json=body,
+                    files=files,
                     headers={"Authorization": f"Bearer {self.token}", "Accept": "application/json"},
                     timeout=self.timeout,
                 )

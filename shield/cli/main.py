@@ -4,15 +4,15 @@ import sys
 
 import click
 
-from . import keys, projects, purge, sign, stats, warm
+from . import assets, keys, projects, purge, sign, stats, warm
 from .client import Context, Failure, UsageError
 from .options import CONTEXT_SETTINGS, PROG, Group, add_global_options, remember_global_options
 
 
 @click.group(
     cls=Group,
-    help="Operate a running shield: purge the cache, read stats, manage projects and keys, "
-    "sign URLs and warm the cache.",
+    help="Operate a running shield: purge the cache, read stats, manage projects, keys and assets, "
+    "upload images, sign URLs and warm the cache.",
     epilog="Run 'python -m shield <command> --help' for a command's options. Reference: docs/cli.md",
     context_settings=CONTEXT_SETTINGS,
 )
@@ -21,7 +21,16 @@ def root(**given):
 
 
 add_global_options(root)
-for _command in (purge.purge, stats.stats, projects.projects, keys.keys, sign.sign, warm.warm):
+for _command in (
+    purge.purge,
+    stats.stats,
+    projects.projects,
+    keys.keys,
+    assets.assets,
+    assets.upload,
+    sign.sign,
+    warm.warm,
+):
     root.add_command(_command)
 
 
@@ -29,7 +38,9 @@ def _run(argv, on_command):
     """Parse `argv` and hand the chosen command and its resolved options to on_command."""
     args = list(sys.argv[1:] if argv is None else argv)
     if not args:
-        raise click.UsageError("a command is required: purge, stats, projects, keys, sign or warm")
+        raise click.UsageError(
+            "a command is required: purge, stats, projects, keys, assets, upload, sign or warm"
+        )
     with root.make_context(PROG, args, obj={"on_command": on_command}) as ctx:
         root.invoke(ctx)
 

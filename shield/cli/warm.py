@@ -43,8 +43,10 @@ def read_url_list(lines, base, default_accept=None):
 class Progress:
     """tqdm's bar on a terminal; elsewhere one JSON line per 10 % (logs stay one JSON object a line)."""
 
-    def __init__(self, total, stream):
+    def __init__(self, total, stream, label="warming", event="warm_progress"):
         self.total = total
+        self.label = label
+        self.event = event
         self.stream = stream
         try:
             self.tty = stream.isatty()
@@ -66,7 +68,7 @@ class Progress:
             line = {
                 "ts": round(time.time(), 3),
                 "level": "info",
-                "event": "warm_progress",
+                "event": self.event,
                 "done": done,
                 "total": self.total,
                 "percent": round(100 * done / self.total, 1),
@@ -84,7 +86,7 @@ class Progress:
                 total=self.total,
                 initial=done,
                 file=self.stream,
-                bar_format=BAR_FORMAT,
+                bar_format=BAR_FORMAT.replace("warming", self.label),
                 desc=failures,
                 mininterval=0,
                 miniters=1,
