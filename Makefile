@@ -4,14 +4,16 @@ VENV ?= .venv
 PYTHON ?= python3
 PORT ?= 8000
 APT_PACKAGES := libmagickwand-6.q16-6 libmagickcore-6.q16-6-extra icc-profiles-free
+# The dashboard's browser tests drive Debian's Chromium (never a downloaded browser).
+TEST_APT_PACKAGES := chromium fonts-dejavu-core
 export PORT
 
-.PHONY: run test lint format system-deps deps clean
+.PHONY: run test lint format system-deps test-deps deps clean
 
 run: system-deps deps
 	$(VENV)/bin/gunicorn -c gunicorn.conf.py app:app
 
-test: system-deps deps
+test: system-deps test-deps deps
 	$(VENV)/bin/python -m pytest -q $(PYTEST_ARGS)
 
 lint: deps
@@ -38,6 +40,16 @@ system-deps:
 		echo "shield needs ImageMagick's MagickWand library. Install it, then run make again:"; \
 		echo "    sudo apt-get install $(APT_PACKAGES)"; \
 		exit 1; \
+	fi
+
+test-deps:
+	@if command -v chromium >/dev/null; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "installing $(TEST_APT_PACKAGES)"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(TEST_APT_PACKAGES) >/dev/null; \
+	else \
+		echo "the dashboard's browser tests need Chromium; they are skipped without it:"; \
+		echo "    sudo apt-get install $(TEST_APT_PACKAGES)"; \
 	fi
 
 clean:

@@ -35,6 +35,7 @@ from ..stats import Stats
 from ..uploads import SWEEP_EVERY, Uploads
 from . import path_urls
 from .admin import admin
+from .dashboard import dashboard
 from .distributions import cdn
 from .edge import edge
 from .exchange import (
@@ -169,6 +170,7 @@ def create_app(config=None):
     app.register_blueprint(edge)
     app.register_blueprint(cdn)
     app.register_blueprint(uploads_api)
+    app.register_blueprint(dashboard)
 
     @app.route("/api/v1/<path:rest>", methods=IMAGE_METHODS)
     def path_style(rest):
