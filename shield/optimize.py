@@ -7,6 +7,7 @@ the origin is asked once per file. The asset id is a digest of what was asked
 same asset instead of making a second one.
 """
 
+import dataclasses
 import hashlib
 import hmac
 import time
@@ -93,14 +94,7 @@ class Optimizer:
                 "quality": quality,
                 "strip": strip,
                 "process_ms": round((time.perf_counter() - started) * 1000, 2),
-                "info": {
-                    "format": made.format,
-                    "width": made.width,
-                    "height": made.height,
-                    "orientation": made.orientation,
-                    "has_alpha": made.has_alpha,
-                    "animated": made.animated,
-                },
+                "info": dataclasses.asdict(made),
             }
             return self.assets.put(asset_id, extension(fmt), rendered.body, record)
 

@@ -7,6 +7,7 @@ as the original's metadata; the bytes are kept under a version that changes
 whenever the origin sends new ones.
 """
 
+import dataclasses
 import secrets
 import time
 from dataclasses import dataclass
@@ -158,9 +159,20 @@ class Originals:
         gevent.spawn(refresh)
 
     def stored(self, project, path, via=None):
-        """The stored original's metadata, fresh or not, without asking the origin; or None."""
+        """The stored original's metadata, fresh or not, without asking the origin; or None.
+
+        A remembered 404 or 410 still in force is raised, as get() would.
+        """
         meta = self.store.get(meta_key_of(project.name, stored_path(path, via)))
+        if isinstance(meta, dict) and meta.get("negative") and time.time() < meta["expires"]:
+            raise (Gone if meta["negative"] == 410 else NotFound)()
         return meta if isinstance(meta, dict) and "version" in meta else None
+
+    def remember_missing(self, project, path, via, status):
+        """An origin 404/410 learnt without a fetch (a HEAD probe), kept for negative_ttl."""
+        if project.negative_ttl:
+            meta = {"negative": status, "expires": time.time() + project.negative_ttl}
+            self.store.set(meta_key_of(project.name, stored_path(path, via)), meta)
 
     def fetch(self, project, path, old, via=None):
         """Ask the origin (conditionally when we hold a copy) and store what it says."""
@@ -208,14 +220,7 @@ class Originals:
             "fresh_until": now + ttl,
             "tags": list(fetched.tags),
             "size": len(body),
-            "info": {
-                "format": info.format,
-                "width": info.width,
-                "height": info.height,
-                "orientation": info.orientation,
-                "has_alpha": info.has_alpha,
-                "animated": info.animated,
-            },
+            "info": dataclasses.asdict(info),
         }
         if via:
             meta["via"] = via

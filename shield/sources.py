@@ -44,9 +44,9 @@ def matching_domain(project, host, port, scheme=None):
     return None
 
 
-def file_path(raw):
-    """A URL's path (percent-encoded, without its leading slash) as a safe file path."""
-    path = urllib.parse.unquote(raw)
+def file_path(raw, decoded=False):
+    """A URL's path (percent-encoded unless `decoded`, without its leading slash) as a safe file path."""
+    path = raw if decoded else urllib.parse.unquote(raw)
     try:
         path.encode("utf-8")
     except UnicodeEncodeError:
@@ -98,10 +98,15 @@ def resolve_host_path(project, image_url):
     """A path-style URL's `host[:port]/path` -> (path, via); SourceRefused otherwise.
 
     Fetched over https, unless the matching source_domains entry says http:// (or the
-    host is the project's own HTTP origin, fetched as the origin says).
+    host is the project's own HTTP origin, fetched as the origin says). `image_url` is
+    decoded already (the server's PATH_INFO): it is not decoded again, so one signed
+    URL names one file. A `?` or `#` in it is refused: the signed string puts `?exp=`
+    after it, and the two must never be confused.
     """
     if len(image_url) > MAX_URL:
         raise SourceRefused(f"at most {MAX_URL} characters")
+    if "?" in image_url or "#" in image_url:
+        raise SourceRefused("the path may not hold ? or #")
     host_port, slash, raw_path = image_url.partition("/")
     if not slash or "@" in host_port:
         raise SourceRefused("expected host[:port]/path, with no user name")
@@ -113,10 +118,10 @@ def resolve_host_path(project, image_url):
     origin = _origin_parts(project)
     if origin is not None and (host, port) == (origin[1], origin[2]):
         prefix = origin[3][1:]
-        if raw_path.startswith(prefix):
-            return file_path(raw_path[len(prefix) :]), None
-        return file_path(raw_path), f"{origin[0]}://{host_port.lower()}/"
+        if not raw_path.startswith(prefix):
+            raise SourceRefused(f"on the origin's host, only files under /{prefix}")
+        return file_path(raw_path[len(prefix) :], decoded=True), None
     via = matching_domain(project, host, port)
     if via is None:
         raise SourceRefused(f"{host_port[:100]} is not the project's origin nor in its source_domains")
-    return file_path(raw_path), via
+    return file_path(raw_path, decoded=True), via

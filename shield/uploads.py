@@ -12,6 +12,7 @@ deletes the expired ones, off every request's path.
 """
 
 import base64
+import dataclasses
 import fcntl
 import hashlib
 import hmac
@@ -153,14 +154,7 @@ class Uploads:
             "created": now,
             "updated": now,
             "expires": now + project.temp_upload_ttl if temp else None,
-            "info": {
-                "format": info.format,
-                "width": info.width,
-                "height": info.height,
-                "orientation": info.orientation,
-                "has_alpha": info.has_alpha,
-                "animated": info.animated,
-            },
+            "info": dataclasses.asdict(info),
         }
         stored_id = TEMP_PREFIX + asset_id if temp else asset_id
         asset = self.assets.put(stored_id, EXTENSIONS[info.format], body, record)

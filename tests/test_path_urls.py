@@ -248,3 +248,54 @@ def test_an_expired_key_fails(site):
     time.sleep(max(0.0, until + 1.05 - time.time()))
     resp = client.get(target)
     assert resp.status_code == 401 and resp.get_json()["error"]["code"] == "unauthorized"
+
+
+def test_review_holes_stay_closed(site, make_app):
+    _app, client, key, host, origin = site
+    k = key()
+    exp = int(time.time()) - 60
+    # An expired signature may not come back with its exp folded into the path.
+    image = f"{host}/img/rocket.jpg"
+    sig = sign(k["secret"], "w_50", image, exp)
+    folded = client.get(f"/api/v1/shop/w_50/{image}%3Fexp={exp}?key={k['id']}&sig={sig}")
+    assert folded.status_code == 403 and origin.state.count("/img/rocket.jpg%3Fexp=" + str(exp)) == 0
+    # One signature names one file: the path is decoded once.
+    origin.state.put("/img/aA.jpg", imaging.sample("rocket.jpg"))
+    origin.state.put("/img/a%2541.jpg", imaging.sample("coffee.png"))  # (the test origin does not decode)
+    encoded = f"{host}/img/a%2541.jpg"
+    sig = sign(k["secret"], "_", encoded)
+    one = client.get(f"/api/v1/shop/_/{encoded}?key={k['id']}&sig={sig}")
+    assert one.status_code == 200 and one.headers["Content-Type"] == "image/png"
+    assert origin.state.count("/img/aA.jpg") == 0
+    other = client.get(f"/api/v1/shop/_/{host}/img/a%41.jpg?key={k['id']}&sig={sig}")
+    assert other.status_code == 403 and other.get_json()["error"]["code"] == "invalid_signature"
+    # On the origin's host, only files under the origin's path.
+    origin.state.put("/secret/x.jpg", imaging.sample("rocket.jpg"))
+    outside = client.get(url(k, "shop", "_", f"{host}/secret/x.jpg"))
+    assert outside.status_code == 403 and origin.state.count("/secret/x.jpg") == 0
+    # A HEAD's 404 is remembered like a GET's.
+    for _ in range(3):
+        assert client.head(url(k, "shop", "_", f"{host}/img/never.jpg")).status_code == 404
+    assert origin.state.count("/img/never.jpg", "HEAD") == 1
+
+
+def test_a_private_project_is_never_publicly_cacheable(make_app, origin):
+    origin.state.put("/img/rocket.jpg", imaging.sample("rocket.jpg"))
+    app = make_app(
+        {
+            "vault": {
+                "origin": f"{origin.url}img/",
+                "allow_private_origin": True,
+                "private": True,
+                "signing_key": "v" * 20,
+            }
+        },
+        admin_token=ADMIN_TOKEN,
+    )
+    client = app.test_client()
+    k = client.post("/v1/projects/vault/keys", headers=ADMIN, json={}).get_json()
+    target = url(k, "vault", "w_60", f"127.0.0.1:{origin.port}/img/rocket.jpg")
+    got = client.get(target)
+    assert got.status_code == 200 and got.headers["X-Cache"] == "BYPASS"
+    assert got.headers["Cache-Control"] == "private, max-age=300"
+    assert client.head(target).headers["Cache-Control"] == "private, max-age=300"

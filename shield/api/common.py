@@ -1,10 +1,9 @@
 """What every /v1 surface shares: the worker's services, JSON bodies, times, pages, projects."""
 
-from datetime import UTC, datetime
-
 from flask import current_app, request
 
 from ..errors import BadRequest, HttpsRequired, InvalidParam, ProjectNotFound
+from ..guard.keys import parse_time
 
 DEFAULT_PAGE = 50
 MAX_PAGE = 500
@@ -24,15 +23,7 @@ def json_body():
 def time_arg(name):
     """An ISO 8601 query parameter as Unix seconds (a time without a zone is UTC), or None."""
     raw = request.args.get(name)
-    if raw is None:
-        return None
-    try:
-        when = datetime.fromisoformat(raw.replace("Z", "+00:00"))
-    except ValueError:
-        raise InvalidParam(
-            name, f"expected an ISO 8601 time such as 2026-11-23T12:00:00Z, got {raw[:40]!r}"
-        ) from None
-    return (when if when.tzinfo else when.replace(tzinfo=UTC)).timestamp()
+    return None if raw is None else parse_time(raw, name)
 
 
 def page_of(items, key):

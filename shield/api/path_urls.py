@@ -18,8 +18,10 @@ from ..delivery import Reply, Request
 from ..errors import (
     Expired,
     ForbiddenSource,
+    Gone,
     InvalidParam,
     InvalidSignature,
+    NotFound,
     OriginPrivateAddress,
     ProjectNotFound,
     Unauthorized,
@@ -129,12 +131,18 @@ def _head(services, project, req):
     klass = negotiate.accept_class(req.accept)
     meta = services.delivery.originals.stored(project, req.path, req.via)
     extra = {"length_unknown": True, "probed": meta is None}
+    if meta is None:
+        services.guard.check_miss(project, req)  # a probe costs the origin a request
     if meta is not None:
         info = SourceInfo(**meta["info"])
         has_alpha, animated, source_type = info.has_alpha, info.animated, info.format
     else:
         started = time.perf_counter()
-        probed = services.delivery.originals.origin_for(project, req.via).head(req.path)
+        try:
+            probed = services.delivery.originals.origin_for(project, req.via).head(req.path)
+        except (NotFound, Gone) as exc:
+            services.delivery.originals.remember_missing(project, req.path, req.via, exc.status)
+            raise
         extra["probe_ms"] = (time.perf_counter() - started) * 1000
         source_type = _TYPES.get((probed.content_type or "").split(";")[0].strip().lower(), "jpeg")
         has_alpha, animated = source_type in ("png", "webp", "avif", "gif"), source_type == "gif"
@@ -144,7 +152,7 @@ def _head(services, project, req):
         out = negotiate.output_format(transform.fmt, klass, has_alpha, animated)
     headers = {
         "Content-Type": "application/json" if transform.blur else negotiate.CONTENT_TYPES[out],
-        "Cache-Control": CACHE_CONTROL,
+        "Cache-Control": "private, max-age=300" if project.private else CACHE_CONTROL,
         "X-Cache": "HIT" if meta is not None else "MISS",
         **SECURITY_HEADERS,
     }
@@ -153,7 +161,7 @@ def _head(services, project, req):
 
 def _path_style_headers(reply, project, req, auth_ms, probe_ms, transform_ms, total_ms):
     headers = reply.headers
-    if reply.status in (200, 304):
+    if reply.status in (200, 304) and not project.private:
         headers["Cache-Control"] = CACHE_CONTROL
         headers["Vary"] = "Accept, Referer" if project.allowed_referers else "Accept"
     headers["X-Processing-Time"] = f"{round(total_ms)}ms"

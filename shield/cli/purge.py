@@ -67,10 +67,7 @@ def purge(ctx, tags, paths, prefixes, project, everything, idempotency_key, dist
     if idempotency_key:
         body["idempotency_key"] = idempotency_key
     data = ctx.admin().call("POST", "/v1/purge", body=body)
-    if ctx.args.json:
-        ctx.print_json(data)
-    else:
-        print(f"purged {data.get('purged', 0)} variants (purge_id {data.get('purge_id', '?')})", file=ctx.out)
+    _print_result(ctx, data)
 
 
 def _purge_distribution(ctx, distribution, tags, paths, prefixes, project, everything, idempotency_key):
@@ -94,6 +91,10 @@ def _purge_distribution(ctx, distribution, tags, paths, prefixes, project, every
     if idempotency_key:
         body["idempotency_key"] = idempotency_key
     data = ctx.admin().call("POST", "/v1/cdn/cache/purge", body=body)
+    _print_result(ctx, data)
+
+
+def _print_result(ctx, data):
     if ctx.args.json:
         ctx.print_json(data)
     else:
