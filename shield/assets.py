@@ -138,8 +138,11 @@ class AssetStore:
             return None
         return fh
 
-    def put(self, asset_id, ext, body, record):
-        """Keep an asset: bytes, then record, each written whole before it gets its name."""
+    def put(self, asset_id, ext, body, record, exclusive=False):
+        """Keep an asset: bytes, then record, each written whole before it gets its name.
+
+        `exclusive`: refuse (FileExistsError) when the asset exists already, atomically.
+        """
         if not _ID.match(asset_id) or not _EXT.match(ext):
             raise ValueError(f"malformed asset id or extension: {asset_id!r}.{ext!r}")
         record = dict(
@@ -147,8 +150,14 @@ class AssetStore:
         )
         folder = self._folder(asset_id)
         os.makedirs(folder, exist_ok=True)
-        _write_whole(folder, f"{asset_id}.{ext}", body)
-        _write_whole(folder, f"{asset_id}.json", json.dumps(record, separators=(",", ":")).encode())
+        _write_whole(folder, f"{asset_id}.{ext}", body, exclusive)
+        try:
+            _write_whole(
+                folder, f"{asset_id}.json", json.dumps(record, separators=(",", ":")).encode(), exclusive
+            )
+        except FileExistsError:
+            os.unlink(os.path.join(folder, f"{asset_id}.{ext}"))
+            raise
         return Asset(record)
 
     def delete(self, asset):
@@ -180,14 +189,18 @@ class AssetStore:
         return found
 
 
-def _write_whole(folder, name, data):
+def _write_whole(folder, name, data, exclusive=False):
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix="-" + name)
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
-        os.replace(tmp, os.path.join(folder, name))
+        if exclusive:
+            os.link(tmp, os.path.join(folder, name))  # fails, atomically, when the name is taken
+            os.unlink(tmp)
+        else:
+            os.replace(tmp, os.path.join(folder, name))
     except BaseException:
         try:
             os.unlink(tmp)

@@ -157,7 +157,11 @@ class Uploads:
             "info": dataclasses.asdict(info),
         }
         stored_id = TEMP_PREFIX + asset_id if temp else asset_id
-        asset = self.assets.put(stored_id, EXTENSIONS[info.format], body, record)
+        try:
+            # Exclusive: a signed upload's key is taken once, whatever races for it.
+            asset = self.assets.put(stored_id, EXTENSIONS[info.format], body, record, exclusive=True)
+        except FileExistsError:
+            raise Unauthorized("This upload token was used already; ask for a new one.") from None
         logs.event("upload", project=project.name, asset=stored_id, bytes=len(body), temp=temp)
         return asset
 

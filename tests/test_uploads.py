@@ -357,3 +357,21 @@ def test_a_worker_killed_mid_upload_leaves_nothing_served(site):
     assert asset_files(site) == before
     listed = call(site, "GET", "/v1/assets?project=shop&limit=500").json()["items"]
     assert all(call(site, "GET", f"/shop/{a['key']}", auth=None).status_code == 200 for a in listed)
+
+
+def test_one_signed_token_makes_one_asset_however_many_race_for_it(site):
+    from concurrent.futures import ThreadPoolExecutor
+
+    signed = call(site, "POST", "/v1/uploads/sign", json={"project": "shop", "filename": "race.jpg"}).json()
+    path = "/" + signed["upload_url"].split("127.0.0.1", 1)[-1].split("/", 1)[1]
+
+    def send(_):
+        return call(
+            site, "POST", path, auth=None, files={"file": ("race.jpg", imaging.sample("rocket.jpg"))}
+        ).status_code
+
+    with ThreadPoolExecutor(6) as pool:
+        statuses = sorted(pool.map(send, range(6)))
+    assert statuses.count(201) == 1 and set(statuses) <= {201, 401}, statuses
+    served = call(site, "GET", f"/shop/{signed['key']}", auth=None)
+    assert served.status_code == 200 and served.content == imaging.sample("rocket.jpg")
