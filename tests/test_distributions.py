@@ -53,7 +53,7 @@ def get(cdn, path, host=DOMAIN, **headers):
     )
 
 
-def each_worker(cdn, path, host=DOMAIN, tries=200):
+def each_worker(cdn, path, host=DOMAIN, tries=2000):
     seen = {}
     for _ in range(tries):
         resp = get(cdn, path, host)

@@ -94,7 +94,7 @@ def asset_files(edge):
     return sorted(found)
 
 
-def from_each_worker(edge, method, path, key, want_status, tries=200, **kw):
+def from_each_worker(edge, method, path, key, want_status, tries=2000, **kw):
     """Call until both workers have answered `want_status`; {worker: response}."""
     seen = {}
     for _ in range(tries):
@@ -135,11 +135,20 @@ def test_a_revoked_key_fails_in_both_workers_within_a_second(edge):
     revoked = call(edge, "DELETE", f"/v1/projects/shop/keys/{key['id']}")
     assert revoked.status_code == 200 and revoked.json() == {"ok": True}
     done = time.monotonic()
-    refused = from_each_worker(edge, "GET", "/v1/stats", key["secret"], 401, tries=400)
-    assert len(refused) == 2 and time.monotonic() - done < 1.0
-    assert all(error_code(r) == "unauthorized" for r in refused.values())
+    # Every answer after the revocation is a 401, from whichever worker, from the first on.
+    first = call(edge, "GET", "/v1/stats", key=key["secret"])
+    assert first.status_code == 401 and time.monotonic() - done < 1.0
+    seen, statuses = {}, []
+    for _ in range(2000):
+        resp = call(edge, "GET", "/v1/stats", key=key["secret"])
+        statuses.append(resp.status_code)
+        seen.setdefault(resp.headers.get("X-Served-By"), resp)
+        if len(seen) == 2:
+            break
+    assert len(seen) == 2 and set(statuses) == {401}
+    assert all(error_code(r) == "unauthorized" for r in seen.values())
     # Nothing of the secret comes back in an error.
-    assert all(key["secret"] not in r.text for r in refused.values())
+    assert all(key["secret"] not in r.text for r in seen.values())
 
 
 def test_rotate_gives_a_new_pair_and_revokes_the_old(edge):

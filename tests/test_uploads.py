@@ -84,7 +84,7 @@ def error(resp):
 
 
 def from_other_worker(site, path, than):
-    for _ in range(200):
+    for _ in range(2000):
         resp = call(site, "GET", path, auth=None)
         if resp.headers.get("X-Served-By") != than:
             return resp
