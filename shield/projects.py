@@ -13,6 +13,7 @@ import os
 import sqlite3
 import threading
 import time
+import urllib.parse
 
 from . import logs
 from .cache.hot import Generation
@@ -41,6 +42,9 @@ class Registry:
         self._file_projects = dict(settings.projects)
         self._projects = dict(self._file_projects)
         self._by_domain = _domains(self._projects)
+        self._public_host = (
+            urllib.parse.urlsplit(settings.public_url).hostname if settings.public_url else None
+        )
         self.path = os.path.join(settings.state_dir, "projects.db")
         self._state = StateDB(self.path, _SCHEMA)
         self._changes = Generation(os.path.join(settings.state_dir, "projects.changes"))
@@ -102,6 +106,8 @@ class Registry:
         return row[0] if row else None
 
     def _check_domain(self, project):
+        if project.domain and project.domain == self._public_host:
+            raise DomainTaken(f"domain: {project.domain} is shield's own public_url host")
         owner = self._by_domain.get(project.domain) if project.domain else None
         if owner is not None and owner.name != project.name:
             raise DomainTaken(f"domain: {project.domain} belongs to project {owner.name!r}")

@@ -15,7 +15,20 @@ from typing import Any
 DEFAULT_CONFIG_PATH = "config/shield.toml"
 # `c`, `asset` and `dashboard` too: /c/<id>.<ext>, /asset/upload/persist and /dashboard are shield's.
 RESERVED_NAMES = frozenset(
-    {"api", "admin", "c", "cdn", "health", "metrics", "registry", "static", "test", "v1"}
+    {
+        "api",
+        "admin",
+        "asset",
+        "c",
+        "cdn",
+        "dashboard",
+        "health",
+        "metrics",
+        "registry",
+        "static",
+        "test",
+        "v1",
+    }
 )
 PROJECT_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 

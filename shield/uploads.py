@@ -116,9 +116,14 @@ class Uploads:
             raise Unauthorized("This upload token is not one shield made.") from None
         if claims["e"] < time.time():
             raise Unauthorized("This upload token has expired; ask for a new one.")
-        if self.assets.get(KEY.match(claims["k"])["id"]) is not None:
+        asset_id = KEY.match(claims["k"])["id"]
+        if self.assets.get(asset_id) is not None or os.path.exists(self._spent(asset_id)):
             raise Unauthorized("This upload token was used already; ask for a new one.")
         return claims
+
+    def _spent(self, asset_id):
+        """A signed upload's mark, kept after the asset: its token is spent for good."""
+        return os.path.join(self.assets.root, ".spent", asset_id)
 
     # -- keeping uploads
 
@@ -131,6 +136,7 @@ class Uploads:
                 f"The file is {info.format.upper()}, not the {content_type} it was signed for."
             )
         self._check_quota(project, len(body))
+        signed = key is not None
         if key is not None:
             asset_id = KEY.match(key)["id"]
             want = key.rsplit(".", 1)[1]
@@ -162,6 +168,9 @@ class Uploads:
             asset = self.assets.put(stored_id, EXTENSIONS[info.format], body, record, exclusive=True)
         except FileExistsError:
             raise Unauthorized("This upload token was used already; ask for a new one.") from None
+        if signed:
+            os.makedirs(os.path.dirname(self._spent(asset_id)), exist_ok=True)
+            open(self._spent(asset_id), "a").close()
         logs.event("upload", project=project.name, asset=stored_id, bytes=len(body), temp=temp)
         return asset
 
@@ -184,9 +193,11 @@ class Uploads:
         asset_id = temp_id[len(TEMP_PREFIX) :]
         kept = self.assets.get(asset_id)
         if kept is not None:
-            return kept if kept.project == project.name else None
+            return kept if kept.project == project.name and kept.record.get("kind") == "upload" else None
         temp = self.assets.get(temp_id)
-        if temp is None or temp.project != project.name or temp.record["expires"] < time.time():
+        if temp is None or temp.record.get("kind") != "temp" or temp.project != project.name:
+            return None
+        if temp.record["expires"] < time.time():
             return None
         body = self.assets.read(temp)
         if body is None:

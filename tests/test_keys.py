@@ -262,3 +262,85 @@ def test_without_an_admin_token_every_v1_call_says_how_to_set_one(make_app, fold
     ):
         resp = client.open(path, method=method, json={})
         assert resp.status_code == 401 and "admin_token" in resp.get_json()["error"]["message"], path
+
+
+def test_second_review_holes_stay_closed(make_app, folder, origin):
+    import io
+
+    photo = (folder / "rocket.jpg").read_bytes()
+    origin.state.put("/img/rocket.jpg", photo)
+    app = make_app(
+        {
+            "demo": {"origin": str(folder) + "/", "cors_origins": ["https://shop.example"]},
+            "sec": {
+                "origin": f"{origin.url}img/",
+                "allow_private_origin": True,
+                "https_only": True,
+                "allowed_methods": ["GET"],
+            },
+        },
+        admin_token=ADMIN_TOKEN,
+        public_url="https://cdn.shield.example",
+    )
+    client = app.test_client()
+    for name in ("dashboard", "asset"):
+        resp = client.post("/v1/projects", headers=ADMIN, json={"name": name, "origin": str(folder) + "/"})
+        assert resp.status_code == 400, name
+    taken = client.post(
+        "/v1/cdn/distribution/create",
+        headers=ADMIN,
+        json={"origin": str(folder) + "/", "domain": "cdn.shield.example"},
+    )
+    assert taken.status_code == 409
+    # A signed upload's token is spent for good, even after its asset is deleted.
+    signed = client.post(
+        "/v1/uploads/sign", headers=ADMIN, json={"project": "demo", "filename": "a.jpg"}
+    ).get_json()
+    target = signed["upload_url"].split("cdn.shield.example", 1)[1]
+    made = client.post(
+        target, data={"file": (io.BytesIO(photo), "a.jpg")}, content_type="multipart/form-data"
+    )
+    assert made.status_code == 201
+    client.delete(f"/v1/assets/{made.get_json()['asset']['_id']}", headers=ADMIN)
+    again = client.post(
+        target, data={"file": (io.BytesIO(photo), "a.jpg")}, content_type="multipart/form-data"
+    )
+    assert again.status_code == 401
+    # A preflight from an unlisted origin gets no Access-Control-Allow-Origin.
+    pre = {"Access-Control-Request-Method": "GET"}
+    assert (
+        "Access-Control-Allow-Origin"
+        not in client.options("/demo/rocket.jpg", headers={**pre, "Origin": "https://evil.example"}).headers
+    )
+    listed = client.options("/demo/rocket.jpg", headers={**pre, "Origin": "https://shop.example"}).headers
+    assert listed["Access-Control-Allow-Origin"] == "https://shop.example" and listed["Vary"] == "Origin"
+    # Path-style URLs keep https_only and allowed_methods.
+    key = client.post(
+        "/v1/projects/sec/keys",
+        headers={**ADMIN, "X-Forwarded-Proto": "https"},
+        json={},
+        base_url="https://x",
+    ).get_json()
+    image = f"127.0.0.1:{origin.port}/img/rocket.jpg"
+    mac = hmac_b64(key["secret"], f"w_50/{image}")
+    assert client.get(f"/api/v1/sec/w_50/{image}?key={key['id']}&sig={mac}").status_code == 301
+    assert (
+        client.head(f"/api/v1/sec/w_50/{image}?key={key['id']}&sig={mac}", base_url="https://x").status_code
+        == 405
+    )
+    # Odd inputs that gave 500s.
+    bad = client.post("/v1/assets/persist", headers=ADMIN, json={"tempAssetId": "temp_img_0123456789"})
+    assert bad.status_code == 404
+    bad = client.post(
+        "/v1/cdn/cache/purge", headers=ADMIN, json={"distribution_id": "demo", "paths": ["http://[::1"]}
+    )
+    assert bad.status_code == 400
+
+
+def hmac_b64(secret, message):
+    import base64
+    import hashlib
+    import hmac
+
+    mac = hmac.new(secret.encode(), message.encode(), hashlib.sha256).digest()
+    return base64.urlsafe_b64encode(mac).decode().rstrip("=")[:32]

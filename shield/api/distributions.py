@@ -156,7 +156,10 @@ def _purge_request(body, project):
         if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
             raise InvalidParam(name, "expected a list of non-empty strings")
     for raw in raw_paths:
-        path = urllib.parse.urlsplit(raw).path if re.match(r"https?://", raw) else raw.split("?", 1)[0]
+        try:
+            path = urllib.parse.urlsplit(raw).path if re.match(r"https?://", raw) else raw.split("?", 1)[0]
+        except ValueError:
+            raise InvalidParam("paths", f"{raw[:80]!r} is not a URL or a /path") from None
         if not path.startswith("/"):
             raise InvalidParam("paths", f"{raw[:80]!r} is not a URL or a /path")
         path = urllib.parse.unquote(path[1:])

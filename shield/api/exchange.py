@@ -55,6 +55,10 @@ def answer_options(services, environ, path, project_name):
     """OPTIONS on an image URL: 204 with Allow, and a CORS preflight's answer when it is one."""
 
     def produce():
+        if project_name == "c":
+            project = None
+            headers = {"Allow": "GET, HEAD, OPTIONS", "Cache-Control": "no-store", **SECURITY_HEADERS}
+            return Reply(204, headers, b"", "", "c", {"length_unknown": True})
         project = services.projects.get(project_name)
         if project is None or not project.enabled:
             raise ProjectNotFound(f"No project named {project_name!r}.")
@@ -62,14 +66,16 @@ def answer_options(services, environ, path, project_name):
             raise MethodNotAllowed(project.allowed_methods)
         allowed = ", ".join(project.allowed_methods)
         headers = {"Allow": allowed, "Cache-Control": "no-store", **SECURITY_HEADERS}
-        if environ.get("HTTP_ORIGIN") and environ.get("HTTP_ACCESS_CONTROL_REQUEST_METHOD"):
-            headers.update(
-                {
-                    "Access-Control-Allow-Origin": "*",
-                    "Access-Control-Allow-Methods": allowed,
-                    "Access-Control-Max-Age": "86400",
-                }
-            )
+        origin = environ.get("HTTP_ORIGIN")
+        if origin and environ.get("HTTP_ACCESS_CONTROL_REQUEST_METHOD"):
+            if "*" in project.cors_origins:
+                headers["Access-Control-Allow-Origin"] = "*"
+            elif origin in project.cors_origins:
+                headers["Access-Control-Allow-Origin"] = origin
+                headers["Vary"] = "Origin"
+            if "Access-Control-Allow-Origin" in headers:
+                headers["Access-Control-Allow-Methods"] = allowed
+                headers["Access-Control-Max-Age"] = "86400"
         return Reply(204, headers, b"", "", project.name, {"length_unknown": True})
 
     return account(services, environ, path, project_name, produce)

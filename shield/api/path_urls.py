@@ -14,7 +14,7 @@ import time
 import urllib.parse
 
 from .. import params
-from ..delivery import Reply, Request
+from ..delivery import Reply, Request, admit
 from ..errors import (
     Expired,
     ForbiddenSource,
@@ -102,8 +102,13 @@ def _serve(services, environ, parts, query):
             environ.get("REMOTE_ADDR") or "", environ.get("HTTP_X_FORWARDED_FOR", "")
         ),
         head=environ["REQUEST_METHOD"] == "HEAD",
+        method=environ["REQUEST_METHOD"],
+        scheme=services.client_address.scheme(environ),
+        host=environ.get("HTTP_HOST") or environ.get("SERVER_NAME", ""),
+        url_path=environ.get("PATH_INFO", ""),
         checked=True,  # the checks below replace the query-style ones
     )
+    admit(project, req)
     services.guard.check_rate(project, req)
     services.guard.check_referer(project, req)
     try:

@@ -28,7 +28,7 @@ from ..errors import (
 from ..guard.keys import iso
 from ..uploads import EXTENSIONS, TEMP_PREFIX, ext_for_type, new_id, seo_name
 from .auth import principal
-from .common import json_body, page_of, project_or_404, services
+from .common import json_body, page_of, project_or_404, require_https, services
 from .edge import public_base
 
 uploads_api = Blueprint("uploads", __name__)
@@ -233,6 +233,8 @@ def _persist():
     else:
         project_name = caller.project_for(None, "assets")
     project = services().projects.get(project_name) if project_name else None
+    if project is not None:
+        require_https(project)
     asset = services().uploads.persist(project, temp_id) if project is not None else None
     if asset is None:
         raise NotFound("No such temporary upload (unknown, expired, or another project's).")
@@ -261,6 +263,9 @@ def _own(asset_id):
     if asset is None or asset.record.get("kind") != "upload":
         raise NotFound("No such asset.")
     caller.require("assets", asset.project)
+    project = services().projects.get(asset.project)
+    if project is not None:
+        require_https(project)
     return asset
 
 
