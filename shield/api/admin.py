@@ -3,11 +3,11 @@
 from flask import Blueprint, request
 
 from ..cache import purge as purge_mod
-from ..errors import BadRequest, Conflict, InvalidParam, NotFound
+from ..errors import BadRequest, Conflict, NotFound
 from ..projects import DomainTaken
 from ..settings import ConfigError
 from .auth import principal
-from .common import config_field, json_body, page_of, project_or_404, require_https, services, time_arg
+from .common import json_body, page_of, project_or_404, refused, require_https, services, time_arg
 
 admin = Blueprint("admin", __name__, url_prefix="/v1")
 
@@ -30,8 +30,7 @@ def purge():
         services().guard.check_api(project, caller.rate_key, "purge")
         req = purge_mod.within(req, project.name)
     for name in purge_mod.projects_named(req):
-        if services().projects.get(name) is not None:
-            require_https(services().projects.get(name))
+        require_https(services().projects.get(name))
     return services().purger.run(req)
 
 
@@ -41,7 +40,7 @@ def stats():
     project = request.args.get("project")
     if not caller.admin:
         project = caller.project_for(project, "stats")
-    if project and services().projects.get(project) is not None:
+    if project:
         require_https(services().projects.get(project))
     result = services().stats.query(project=project, start=time_arg("from"), end=time_arg("to"))
     if project:
@@ -64,10 +63,8 @@ def create_project():
     table = {k: v for k, v in body.items() if k != "name"}
     try:
         project = services().projects.create(name, table)
-    except ConfigError as exc:
-        raise InvalidParam(config_field(exc), str(exc).split(": ", 1)[-1]) from None
-    except DomainTaken as exc:
-        raise Conflict(str(exc)) from None
+    except (ConfigError, DomainTaken) as exc:
+        raise refused(exc) from None
     if project is None:
         raise Conflict(f"A project named {name!r} exists already.")
     return project.to_dict(), 201
@@ -95,10 +92,8 @@ def update_project(name):
     _get_or_404(name)
     try:
         project = services().projects.update(name, {k: v for k, v in body.items() if k != "name"})
-    except ConfigError as exc:
-        raise InvalidParam(config_field(exc), str(exc).split(": ", 1)[-1]) from None
-    except DomainTaken as exc:
-        raise Conflict(str(exc)) from None
+    except (ConfigError, DomainTaken) as exc:
+        raise refused(exc) from None
     if project is None:
         raise NotFound(f"No project named {name!r}.")
     return project.to_dict()

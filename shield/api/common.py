@@ -2,8 +2,9 @@
 
 from flask import current_app, request
 
-from ..errors import BadRequest, HttpsRequired, InvalidParam, ProjectNotFound
+from ..errors import BadRequest, Conflict, HttpsRequired, InvalidParam, ProjectNotFound
 from ..guard.keys import parse_time
+from ..projects import DomainTaken
 
 DEFAULT_PAGE = 50
 MAX_PAGE = 500
@@ -46,9 +47,21 @@ def config_field(exc):
     return where[2] if len(where) > 2 else "name"
 
 
+def refused(exc, field_names=None):
+    """A registry refusal (ConfigError or DomainTaken) as the API's error; `field_names` renames fields."""
+    if isinstance(exc, DomainTaken):
+        return Conflict(str(exc))
+    field = config_field(exc)
+    return InvalidParam((field_names or {}).get(field, field), str(exc).split(": ", 1)[-1])
+
+
 def require_https(project):
     """A call about an https_only project must come over https (or a trusted proxy's https)."""
-    if project.https_only and services().client_address.scheme(request.environ) != "https":
+    if (
+        project is not None
+        and project.https_only
+        and services().client_address.scheme(request.environ) != "https"
+    ):
         raise HttpsRequired(f"Project {project.name!r} answers its API over https only.")
 
 

@@ -17,7 +17,7 @@ from ..guard.keys import iso
 from ..projects import DomainTaken
 from ..settings import ConfigError
 from .auth import principal
-from .common import config_field, json_body, page_of, project_or_404, require_https, services, time_arg
+from .common import json_body, page_of, project_or_404, refused, require_https, services, time_arg
 
 cdn = Blueprint("cdn", __name__, url_prefix="/v1/cdn")
 KEY_ENDPOINTS = {"cdn.purge", "cdn.stats"}
@@ -78,14 +78,6 @@ def _settings_of(body, creating):
     return {FIELDS[k]: v for k, v in body.items() if k in FIELDS}
 
 
-def _refused(exc):
-    """A registry refusal, in this API's field names."""
-    if isinstance(exc, DomainTaken):
-        return Conflict(str(exc))
-    field = config_field(exc)
-    return InvalidParam(SETTING_FIELDS.get(field, field), str(exc).split(": ", 1)[-1])
-
-
 @cdn.post("/distribution/create")
 def create():
     body = json_body()
@@ -98,7 +90,7 @@ def create():
     try:
         project = services().projects.create(name, table)
     except (ConfigError, DomainTaken) as exc:
-        raise _refused(exc) from None
+        raise refused(exc, SETTING_FIELDS) from None
     if project is None:
         raise Conflict(f"A distribution (project) named {name!r} exists already.")
     return as_distribution(project), 201
@@ -130,7 +122,7 @@ def update(distribution_id):
     try:
         project = services().projects.update(distribution_id, table)
     except (ConfigError, DomainTaken) as exc:
-        raise _refused(exc) from None
+        raise refused(exc, SETTING_FIELDS) from None
     if project is None:
         raise NotFound(f"No distribution {distribution_id[:63]!r}.")
     return as_distribution(project)
