@@ -22,6 +22,14 @@ accesslog = None  # shield logs each request itself, as JSON
 errorlog = "-"
 loglevel = "warning"
 
+# Request size: a request line of up to 8,190 bytes (gunicorn's most) is served, so long
+# signed URLs work; at most 100 header fields of up to 8,190 bytes each. Past those,
+# gunicorn answers before the app runs: shield.api.wire makes that the contract's JSON
+# error (414 uri_too_long, 431 headers_too_large) with the security headers.
+limit_request_line = 8190
+limit_request_fields = 100
+limit_request_field_size = 8190
+
 os.environ.setdefault("SHIELD_TRANSFORM_THREADS", str(max(1, _cores // workers)))
 os.environ.setdefault("MAGICK_THREAD_LIMIT", "1")
 
@@ -31,6 +39,12 @@ if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
     import tempfile
 
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="shield-metrics-")
+
+
+def on_starting(server):
+    from shield.api import wire
+
+    wire.install()
 
 
 def child_exit(server, worker):

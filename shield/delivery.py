@@ -7,19 +7,27 @@ The front door hands in the request's parts and gets back a Reply; nothing
 here knows about HTTP frameworks.
 """
 
+import dataclasses
 import time
 import urllib.parse
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from . import params
+from .answer import answer
 from .cache.hot import HOT_TTL, HotEntry, HotSet
 from .cache.store import Entry, variant_key_of
-from .errors import MethodNotAllowed, MovedToHttps, NotFound, ProjectNotFound
+from .errors import (
+    MethodNotAllowed,
+    MovedToHttps,
+    NotFound,
+    ProjectNotFound,
+)
 from .headers import (
+    IMMUTABLE_CACHE_CONTROL,
     cache_status,
-    etag_matches,
     image_headers,
-    not_modified_headers,
+    modified_of,
+    profile_of,
     server_timing,
     strong_etag,
 )
@@ -50,16 +58,13 @@ class Request:
     scheme: str = "https"  # as the client used it (a trusted proxy's X-Forwarded-Proto)
     host: str = ""  # the Host header, and the path as asked for: where https_only redirects
     url_path: str = ""
-
-
-@dataclass
-class Reply:
-    status: int
-    headers: dict
-    body: object = b""  # bytes, or an open file to stream
-    x_cache: str = ""
-    project: str = ""
-    extra: dict = field(default_factory=dict)
+    origin: str = ""  # the Origin header (CORS)
+    if_match: str = ""
+    if_unmodified_since: str = ""
+    if_modified_since: str = ""
+    range: str = ""
+    if_range: str = ""
+    immutable: bool = False  # the URL's bytes can never change (a signed path-style URL)
 
 
 def admit(project, req):
@@ -105,7 +110,12 @@ class Delivery:
         transform = params.parse(
             params.with_preset(req.args, project), project.quality, project.max_width, project.max_height
         )
-        klass = negotiate.accept_class(req.accept)
+        klass = self.accept_class(project, req, transform)
+        if project.keep_metadata and transform.is_passthrough_candidate:
+            transform = dataclasses.replace(transform, keep_metadata=True)
+        cache_control = None
+        if asset is not None or req.immutable:
+            cache_control = IMMUTABLE_CACHE_CONTROL  # an asset's bytes never change
 
         if asset is not None and req.asset is not None:
             original, path = self.originals.of_asset(asset), asset_path(asset.id)
@@ -126,11 +136,12 @@ class Delivery:
         )
         entry = self.store.get_variant(key)
         if entry is not None:
-            if original.state == "stale":
-                return self._reply(req, project, entry, "STALE", started, stored=True, original=original)
-            if not req.head and generation is not None:
-                self._keep_hot(hot_key, generation, project, original, entry)
-            return self._reply(req, project, entry, "HIT", started, stored=True, original=original)
+            x_cache = "STALE" if original.state == "stale" else "HIT"
+            if x_cache == "HIT" and not req.head and generation is not None:
+                self._keep_hot(hot_key, generation, project, original, entry, cache_control)
+            return self._reply(
+                req, project, entry, x_cache, started, True, original, cache_control=cache_control
+            )
 
         if self.guard is not None:
             self.guard.check_miss(project, req)
@@ -152,8 +163,21 @@ class Delivery:
         entry, stored, process_ms = made
         x_cache = "STALE" if original.state == "stale" else ("MISS" if process_ms is not None else "HIT")
         return self._reply(
-            req, project, entry, x_cache, started, stored=stored, original=original, process_ms=process_ms
+            req, project, entry, x_cache, started, stored, original, process_ms, cache_control=cache_control
         )
+
+    @staticmethod
+    def accept_class(project, req, transform):
+        """The accept class of the cache key (406 when the client admits nothing shield makes)."""
+        if transform.blur:
+            return "other"  # JSON: the same for every client
+        if transform.fmt == "auto":
+            klass = negotiate.require_class(req.accept, project.format_order)
+            # Only the original-or-re-encode choice depends on whether JPEG is admitted too.
+            return klass if transform.is_passthrough_candidate else klass.rstrip("!")
+        if transform.fmt != "original":
+            negotiate.require_format(req.accept, transform.fmt)
+        return negotiate.accept_class(req.accept, project.format_order) or "other"
 
     def _target(self, req):
         """(asset or None, project) of a request, or the contract's 404."""
@@ -193,8 +217,10 @@ class Delivery:
         }
         entry = Entry(header, body, asset.size)
         if not req.head and generation is not None:
-            self._keep_hot(hot_key, generation, project, original, entry)
-        return self._reply(req, project, entry, "HIT", started, stored=True, original=original)
+            self._keep_hot(hot_key, generation, project, original, entry, IMMUTABLE_CACHE_CONTROL)
+        return self._reply(
+            req, project, entry, "HIT", started, True, original, cache_control=IMMUTABLE_CACHE_CONTROL
+        )
 
     # -- the hot set (hot.py)
 
@@ -216,13 +242,11 @@ class Delivery:
             return None
         headers = dict(hot.headers)
         headers["Server-Timing"] = server_timing("HIT", (time.perf_counter() - started) * 1000)
-        if etag_matches(req.if_none_match, hot.etag):
-            return Reply(304, not_modified_headers(headers), b"", "HIT", project.name)
-        if req.head:
-            return Reply(200, headers, b"", "HIT", project.name)
-        return Reply(200, headers, hot.body, "HIT", project.name)
+        return answer(
+            req, profile_of(project), headers, hot.etag, hot.modified, hot.body, "HIT", project.name
+        )
 
-    def _keep_hot(self, hot_key, generation, project, original, entry):
+    def _keep_hot(self, hot_key, generation, project, original, entry, cache_control):
         """Remember a fresh hit's answer in memory (its body read now if it is a file)."""
         if project.private or not self.hot.admits(entry.size, hot_key):
             return
@@ -235,10 +259,12 @@ class Delivery:
             entry.body = entry.read_body()
             if len(entry.body) != entry.size:
                 return
-        headers = self._entry_headers(entry, "HIT", "", cache_status("HIT", stored=True), private=False)
-        self.hot.put(
-            hot_key, HotEntry(generation, valid_until, project, headers, entry.header["etag"], entry.body)
+        modified = modified_of(meta)
+        headers = self._entry_headers(
+            entry, "HIT", "", cache_status("HIT", stored=True), project, cache_control, modified
         )
+        etag = entry.header["etag"]
+        self.hot.put(hot_key, HotEntry(generation, valid_until, project, headers, etag, entry.body, modified))
 
     def _stored_elsewhere(self, key):
         entry = self.store.get_variant(key)
@@ -272,7 +298,17 @@ class Delivery:
     # -- the reply
 
     def _reply(
-        self, req, project, entry, x_cache, started, stored, original=None, process_ms=None, private=False
+        self,
+        req,
+        project,
+        entry,
+        x_cache,
+        started,
+        stored,
+        original=None,
+        process_ms=None,
+        private=False,
+        cache_control=None,
     ):
         h = entry.header
         cache_ms = (time.perf_counter() - started) * 1000
@@ -289,17 +325,22 @@ class Delivery:
         status_value = cache_status(
             x_cache, stored=stored, fwd_status=original.fwd_status if original else None
         )
-        headers = self._entry_headers(entry, x_cache, timing, status_value, private)
-        if etag_matches(req.if_none_match, h["etag"]):
+        modified = (
+            modified_of(original.meta) if original is not None else int(h.get("created") or time.time())
+        )
+        headers = self._entry_headers(
+            entry, x_cache, timing, status_value, None if private else project, cache_control, modified
+        )
+        profile = None if private else profile_of(project)
+        try:
+            return answer(req, profile, headers, h["etag"], modified, entry.body, x_cache, project.name)
+        except BaseException:
             entry.close()
-            return Reply(304, not_modified_headers(headers), b"", x_cache, project.name)
-        if req.head:
-            entry.close()
-            return Reply(200, headers, b"", x_cache, project.name)
-        return Reply(200, headers, entry.body, x_cache, project.name)
+            raise
 
     @staticmethod
-    def _entry_headers(entry, x_cache, timing, status_value, private):
+    def _entry_headers(entry, x_cache, timing, status_value, project, cache_control, modified):
+        """The 200 headers of an entry; `project` None for a private answer."""
         h = entry.header
         return image_headers(
             content_type=h["content_type"],
@@ -309,6 +350,9 @@ class Delivery:
             cache_status_value=status_value,
             timing=timing,
             tags=h.get("tags", ()),
-            private=private,
+            private=project is None,
             smart_crop=bool(h.get("smart_crop")),
+            profile=profile_of(project) if project is not None else None,
+            cache_control=cache_control,
+            modified=modified,
         )

@@ -18,12 +18,17 @@
     │   └── ProjectNotFound         project_not_found
     ├── MovedToHttps            301 https_required    (Location; an https_only image)
     ├── MethodNotAllowed        405 method_not_allowed (Allow)
+    ├── NotAcceptable           406 not_acceptable
     ├── Conflict                409 conflict
     ├── Gone                    410 gone
+    ├── PreconditionFailed      412 precondition_failed
     ├── SourceTooLarge          413 source_too_large
     ├── QuotaExceeded           413 quota_exceeded
+    ├── UriTooLong              414 uri_too_long
     ├── UnsupportedSource       415 unsupported_source
+    ├── RangeNotSatisfiable     416 range_not_satisfiable (Content-Range)
     ├── RateLimited             429 rate_limited      (Retry-After)
+    ├── HeadersTooLarge         431 headers_too_large
     ├── Overloaded              503 overloaded        (Retry-After)
     └── OriginFailure
         ├── OriginError         502 origin_error
@@ -42,6 +47,7 @@ class ShieldError(Exception):
     default_message = "Something went wrong inside shield."
     retry_after = None
     headers = ()  # extra response headers: Allow, Location
+    cache_control = "no-store"  # an origin 404/410 may be kept for what is left of negative_ttl
 
     def __init__(self, message=None, *, retry_after=None, headers=()):
         super().__init__(message or self.default_message)
@@ -148,6 +154,42 @@ class MethodNotAllowed(ShieldError):
         )
 
 
+class NotAcceptable(ShieldError):
+    status = 406
+    code = "not_acceptable"
+    default_message = "The Accept header admits no image type shield makes."
+
+
+class PreconditionFailed(ShieldError):
+    status = 412
+    code = "precondition_failed"
+    default_message = "If-Match names no current version of this image."
+
+
+class UriTooLong(ShieldError):
+    status = 414
+    code = "uri_too_long"
+    default_message = "The request line is longer than 8,190 bytes."
+
+
+class RangeNotSatisfiable(ShieldError):
+    status = 416
+    code = "range_not_satisfiable"
+    default_message = "The Range asks for no byte of this image."
+
+    def __init__(self, size):
+        super().__init__(
+            f"The Range asks for no byte of this image ({size} bytes).",
+            headers=[("Content-Range", f"bytes */{size}")],
+        )
+
+
+class HeadersTooLarge(ShieldError):
+    status = 431
+    code = "headers_too_large"
+    default_message = "The request headers are too many or too large."
+
+
 class MovedToHttps(ShieldError):
     status = 301
     code = "https_required"
@@ -167,6 +209,13 @@ class HttpsRequired(Forbidden):
 class Conflict(ShieldError):
     status = 409
     code = "conflict"
+
+
+def cacheable(exc, max_age):
+    """An origin 404/410 a cache may keep for `max_age` seconds (what is left of negative_ttl)."""
+    if max_age > 0:
+        exc.cache_control = f"public, max-age={int(max_age)}"
+    return exc
 
 
 class Gone(ShieldError):

@@ -64,7 +64,8 @@ class Optimizer:
         except (NotFound, Gone) as exc:
             raise OriginError(f"The origin answered {exc.status} for this source.") from None
         info = probe.SourceInfo(**original.meta["info"])
-        fmt = negotiate.output_format("auto", negotiate.accept_class(accept), info.has_alpha, info.animated)
+        klass = negotiate.accept_class(accept, project.format_order) or "other"
+        fmt = negotiate.output_format("auto", klass, info.has_alpha, info.animated)
         quality = quality or project.quality
         asset_id = asset_id_of(self.assets.secret(), project.name, path, via, quality, strip, fmt)
         found = self.assets.get(asset_id)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from . import logs
 from .cache.store import meta_key_of, original_key_of
-from .errors import Gone, NotFound, OriginError, OriginFailure, ShieldError
+from .errors import Gone, NotFound, OriginError, OriginFailure, ShieldError, cacheable
 from .image import engine, probe
 from .origin import gevent_patched, make_origin
 
@@ -40,6 +40,12 @@ def lifetime(meta, now):
 def refresh_ahead_at(meta, now):
     """When a request starts revalidating this original in the background."""
     return meta["fresh_until"] - max(0.0, lifetime(meta, now)) * REFRESH_AHEAD
+
+
+def remembered_missing(meta, now):
+    """The 404/410 an origin gave, remembered: cacheable for what is left of its negative_ttl."""
+    exc = Gone() if meta["negative"] == 410 else NotFound()
+    return cacheable(exc, meta["expires"] - now)
 
 
 def may_serve_stale(project, meta, now):
@@ -90,7 +96,7 @@ class Originals:
         now = time.time()
         if isinstance(meta, dict) and meta.get("negative"):
             if now < meta["expires"]:
-                raise (Gone if meta["negative"] == 410 else NotFound)()
+                raise remembered_missing(meta, now)
             meta = None
         if not isinstance(meta, dict) or "version" not in meta:
             meta = None
@@ -165,7 +171,7 @@ class Originals:
         """
         meta = self.store.get(meta_key_of(project.name, stored_path(path, via)))
         if isinstance(meta, dict) and meta.get("negative") and time.time() < meta["expires"]:
-            raise (Gone if meta["negative"] == 410 else NotFound)()
+            raise remembered_missing(meta, time.time())
         return meta if isinstance(meta, dict) and "version" in meta else None
 
     def remember_missing(self, project, path, via, status):
@@ -186,6 +192,7 @@ class Originals:
             )
         except (NotFound, Gone) as exc:
             self.stats.incr(project.name, "origin_fetches")
+            cacheable(exc, project.negative_ttl)
             if project.negative_ttl:
                 self.store.set(mkey, {"negative": exc.status, "expires": time.time() + project.negative_ttl})
             if old is not None:

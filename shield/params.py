@@ -8,7 +8,9 @@ from urllib.parse import parse_qsl, quote
 from .errors import InvalidParam
 
 FITS = ("cover", "contain", "fill", "inside", "face", "auto")
-FORMATS = ("auto", "avif", "webp", "jpeg", "png")
+FORMATS = ("auto", "jxl", "avif", "webp", "jpeg", "png", "original")
+# What fmt=original cannot be combined with: it is the original's bytes.
+_NOT_WITH_ORIGINAL = ("w", "h", "dpr", "q", "blur", "lqip")
 SMART_FITS = ("face", "auto")
 # Parameters that change the image; anything else in the query is ignored.
 KNOWN = ("w", "h", "dpr", "fit", "q", "fmt", "blur", "lqip", "bx", "by")
@@ -51,6 +53,7 @@ class Transform:
     lqip: bool = False
     bx: int = 4
     by: int = 3
+    keep_metadata: bool = False  # a passed-through JPEG keeps its EXIF and XMP (the project's keep_metadata)
 
     @property
     def resizes(self):
@@ -59,7 +62,11 @@ class Transform:
     @property
     def is_passthrough_candidate(self):
         """No parameter asks for new pixels: the original may be sent as it is."""
-        return not (self.resizes or self.blur or self.lqip) and self.fmt == "auto" and self.q is None
+        return (
+            not (self.resizes or self.blur or self.lqip)
+            and self.fmt in ("auto", "original")
+            and self.q is None
+        )
 
     @property
     def smart(self):
@@ -70,7 +77,8 @@ class Transform:
         if self.blur:
             return f"blur:{self.w or ''}x{self.h or ''}:{self.fit}:{self.bx}x{self.by}"
         kind = "lqip" if self.lqip else "img"
-        return f"{kind}:{self.w or ''}x{self.h or ''}:{self.fit}:q{self.q or ''}:{self.fmt}"
+        meta = ":meta" if self.keep_metadata else ""
+        return f"{kind}:{self.w or ''}x{self.h or ''}:{self.fit}:q{self.q or ''}:{self.fmt}{meta}"
 
 
 def _int_param(args, name, lo, hi=None):
@@ -125,6 +133,12 @@ def parse(args, quality=80, max_width=8192, max_height=8192):
     fit = _choice_param(args, "fit", FITS, "cover")
     q = _int_param(args, "q", 1, 100)
     fmt = _choice_param(args, "fmt", FORMATS, "auto")
+    if fmt == "original":
+        clash = [name for name in _NOT_WITH_ORIGINAL if name in args]
+        if clash:
+            raise InvalidParam(
+                clash[0], "fmt=original is the original's bytes: it takes no transform parameters"
+            )
     blur = _bool_param(args, "blur")
     lqip = _bool_param(args, "lqip")
     bx = _int_param(args, "bx", 1, 9) or 4
@@ -142,7 +156,7 @@ def parse(args, quality=80, max_width=8192, max_height=8192):
         fit = "fill" if fit == "fill" and (w or h) else "inside"
     if q is None or q == quality:
         # The project's default quality and an explicit equal q are one variant.
-        q = None if (w is None and h is None and fmt == "auto" and not lqip) else quality
+        q = None if (w is None and h is None and fmt in ("auto", "original") and not lqip) else quality
     if blur:
         q, fmt = None, "auto"
     return Transform(
@@ -181,6 +195,7 @@ def with_preset(args, project):
 
 
 _OP_FORMATS = {"auto": "auto", "avif": "avif", "webp": "webp", "jpeg": "jpeg", "jpg": "jpeg", "png": "png"}
+# (Path-style operations are contract section 11's list: no jxl there.)
 _OP_SIZE = re.compile(r"[1-9][0-9]{0,3}")
 _OP_BOX = re.compile(r"([1-9][0-9]{0,3})x([1-9][0-9]{0,3})")
 

@@ -284,6 +284,19 @@ def _methods(value):
 
 _methods.kind = "list"
 
+OUTPUT_FORMATS = ("jxl", "avif", "webp", "jpeg", "png")
+
+
+def _format_order(value):
+    value = [f.lower() for f in _str_list(value)]
+    wrong = [f for f in value if f not in OUTPUT_FORMATS]
+    if wrong or not value or len(set(value)) != len(value):
+        raise ValueError(f"expected a non-empty list of distinct formats of {', '.join(OUTPUT_FORMATS)}")
+    return value
+
+
+_format_order.kind = "list"
+
 
 @dataclass(frozen=True)
 class Setting:
@@ -418,6 +431,30 @@ PROJECT_SETTINGS = [
         "Seconds past freshness a stored copy may be served while the origin fails.",
     ),
     Setting("negative_ttl", 60, _int(0), "Seconds an origin 404/410 is remembered."),
+    Setting(
+        "browser_ttl",
+        86400,
+        _int(0),
+        "max-age of image answers (with stale-while-revalidate=60): how long a browser may keep one unasked.",
+    ),
+    Setting(
+        "immutable",
+        False,
+        _bool,
+        "The origin never changes a file in place: image answers say max-age=31536000, immutable.",
+    ),
+    Setting(
+        "format_order",
+        ["avif", "webp", "jpeg"],
+        _format_order,
+        "Formats fmt=auto prefers, first accepted wins (of jxl, avif, webp, jpeg, png); JPEG, or PNG with transparency, is the last resort.",
+    ),
+    Setting(
+        "keep_metadata",
+        False,
+        _bool,
+        "Passed-through JPEGs keep their EXIF and XMP (GPS included); by default they are cut out, pixels untouched.",
+    ),
     Setting("rate_limit", 600, _int(0), "Requests per minute per client IP; 0 turns it off."),
     Setting(
         "rate_limit_miss", 120, _int(0), "Cache misses (transforms) per minute per client IP; 0 turns it off."
@@ -497,7 +534,8 @@ def _hashable(value):
 class Project:
     """One `[projects.<name>]` table, validated; its attributes are the PROJECT_SETTINGS."""
 
-    __slots__ = ("name", *(s.name for s in PROJECT_SETTINGS))
+    # _http: its response-header profile (headers.profile_of), made on first use.
+    __slots__ = ("name", "_http", *(s.name for s in PROJECT_SETTINGS))
 
     def __init__(self, name, **values):
         self.name = name

@@ -6,7 +6,7 @@ import time
 from .cache import tags
 from .cache.store import Entry, variant_key_of
 from .headers import strong_etag
-from .image import engine, geometry, negotiate, placeholders, probe, smartcrop
+from .image import engine, geometry, jpegmeta, negotiate, placeholders, probe, smartcrop
 
 PROCESS_PASSTHROUGH = "passthrough"
 PROCESS_TRANSFORMED = "transformed"
@@ -56,10 +56,47 @@ class Variants:
         `regions(fit)` gives the detected faces or salient region of the
         original (in upright source pixels), computing them at most once.
         """
-        if transform.is_passthrough_candidate and negotiate.passthrough_ok(info.format, klass):
-            width, height = info.oriented_size
+        if transform.is_passthrough_candidate:
+            return self._as_it_is(project, body, info, transform, klass)
+        return self._transform(project, body, info, transform, klass, regions)
+
+    def _as_it_is(self, project, body, info, transform, klass):
+        """No transform parameters: the original (its metadata cut out), or the best format when smaller.
+
+        The original goes as it is with fmt=original, for an animation the
+        client shows, and when it already is the class's format; otherwise it
+        is re-encoded at the project's quality and the smaller answer wins. A
+        JPEG that needs its EXIF orientation is never passed through for
+        fmt=auto: the re-encoded one is upright.
+        """
+        width, height = info.oriented_size
+
+        def original():
+            out = body
+            if info.format == "jpeg" and not transform.keep_metadata:
+                out = jpegmeta.strip(body, info.orientation)
             header = {"content_type": negotiate.CONTENT_TYPES[info.format], "width": width, "height": height}
-            return dict(header, process=PROCESS_PASSTHROUGH), body
+            return dict(header, process=PROCESS_PASSTHROUGH), out
+
+        if transform.fmt == "original":
+            return original()
+        showable = negotiate.passthrough_ok(info.format, klass) and (
+            info.format != "jpeg" or info.orientation == 1
+        )
+        target = negotiate.output_format("auto", klass, info.has_alpha, info.animated)
+        if showable and (info.animated or info.format == target):
+            return original()
+        plan = geometry.plan(width, height, None, None, "inside", max_pixels=self.settings.max_output_pixels)
+        rendered = self.pool.run(engine.render, body, info, plan, target, project.quality)
+        if showable:
+            kept = original()
+            if len(kept[1]) <= len(rendered.body):
+                return kept
+        self.stats.incr(project.name, "transforms")
+        header = {"content_type": rendered.content_type, "width": rendered.width, "height": rendered.height}
+        return dict(header, process=PROCESS_TRANSFORMED, smart_crop=False), rendered.body
+
+    def _transform(self, project, body, info, transform, klass, regions):
         src_w, src_h = info.oriented_size
         max_pixels = self.settings.max_output_pixels
         plan = geometry.plan(src_w, src_h, transform.w, transform.h, transform.fit, max_pixels=max_pixels)

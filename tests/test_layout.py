@@ -95,7 +95,7 @@ def test_no_import_cycle():
 def test_the_rooms_exist():
     names = set(modules())
     for room, members in {
-        "image": ("probe", "engine", "geometry", "negotiate", "smartcrop", "placeholders"),
+        "image": ("probe", "engine", "geometry", "negotiate", "smartcrop", "placeholders", "jpegmeta"),
         "cache": ("store", "hot", "flight", "purge", "tags"),
         "guard": ("security", "signing", "ratelimit"),
         "api": ("web", "admin"),
@@ -104,7 +104,7 @@ def test_the_rooms_exist():
         assert {f"shield.{room}.{m}" for m in members} <= names, room
     flat = {n.split(".", 1)[1] for n in names if n.count(".") == 1}
     assert flat <= {
-        "settings", "errors", "logs", "metrics", "params", "projects", "origin", "delivery",
+        "settings", "errors", "logs", "metrics", "params", "projects", "origin", "delivery", "answer",
         "originals", "variants", "headers", "pool", "stats", "statedb", "assets", "optimize", "sources", "uploads", "__main__",
         "image", "cache", "guard", "api", "cli",
     }  # fmt: skip

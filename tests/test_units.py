@@ -79,13 +79,18 @@ def test_equal_urls_share_a_canonical_key():
     [
         ("image/avif,image/webp,image/apng,image/*,*/*;q=0.8", "avif"),
         ("image/webp,*/*", "webp"),
-        ("image/avif;q=0, image/webp", "webp"),
+        ("image/avif;q=0, image/webp", "webp!"),
+        ("image/avif;q=0, image/webp, */*", "webp"),
         ("*/*", "other"),
         ("", "other"),
         ("image/*", "other"),
-        ("text/html", "other"),
-        ("IMAGE/AVIF", "avif"),
-        ("garbage;;;,", "other"),
+        ("text/html", None),
+        ("IMAGE/AVIF", "avif!"),
+        ("IMAGE/AVIF, image/*;q=0.5", "avif"),
+        ("garbage;;;,", None),
+        ("image/jpeg;q=0, */*", "png"),
+        ("image/jpeg, image/png;q=0", "jpeg"),
+        ("image/jxl, image/avif, */*", "avif"),
     ],
 )
 def test_accept_class(accept, klass):

@@ -16,11 +16,12 @@ from werkzeug.http import remove_entity_headers
 from werkzeug.wsgi import wrap_file
 
 from .. import logs, metrics
-from ..delivery import Reply, Request
+from ..answer import Reply
+from ..delivery import Request
 from ..errors import MethodNotAllowed, ProjectNotFound, ShieldError
 from ..headers import SECURITY_HEADERS
 
-ERROR_HEADERS = {"Cache-Control": "no-store", **SECURITY_HEADERS}
+ERROR_HEADERS = tuple(SECURITY_HEADERS.items())
 # /c/<10 characters of Crockford base32>.<ext>: an edge API asset (contract section 8).
 ASSET_FILE = re.compile(r"^[0-9A-HJKMNP-TV-Z]{10}\.[a-z0-9]{1,5}$")
 
@@ -30,53 +31,64 @@ def answer_image(services, environ, path, project, rest, query):
 
     The query is parsed (params.parse_query) only when the answer needs it.
     """
+    req = request_of(services, environ, project=project, path=rest, query=query, url_path=path)
+    if project == "c" and ASSET_FILE.match(rest):
+        req.asset = rest
+    return account(services, environ, path, project, lambda: services.delivery.serve(req))
+
+
+def request_of(services, environ, **fields):
+    """A delivery Request with every header the image answer depends on."""
+    get = environ.get
     method = environ["REQUEST_METHOD"]
-    req = Request(
-        project=project,
-        path=rest,
-        asset=rest if project == "c" and ASSET_FILE.match(rest) else None,
-        query=query,
-        accept=environ.get("HTTP_ACCEPT", ""),
-        if_none_match=environ.get("HTTP_IF_NONE_MATCH", ""),
-        referer=environ.get("HTTP_REFERER", ""),
-        client_ip=services.client_address.of(
-            environ.get("REMOTE_ADDR") or "", environ.get("HTTP_X_FORWARDED_FOR", "")
-        ),
+    return Request(
+        accept=get("HTTP_ACCEPT", ""),
+        if_none_match=get("HTTP_IF_NONE_MATCH", ""),
+        referer=get("HTTP_REFERER", ""),
+        client_ip=services.client_address.of(get("REMOTE_ADDR") or "", get("HTTP_X_FORWARDED_FOR", "")),
         head=method == "HEAD",
         method=method,
         scheme=services.client_address.scheme(environ),
-        host=environ.get("HTTP_HOST") or environ.get("SERVER_NAME", ""),
-        url_path=path,
+        host=get("HTTP_HOST") or get("SERVER_NAME", ""),
+        origin=get("HTTP_ORIGIN", ""),
+        if_match=get("HTTP_IF_MATCH", ""),
+        if_unmodified_since=get("HTTP_IF_UNMODIFIED_SINCE", ""),
+        if_modified_since=get("HTTP_IF_MODIFIED_SINCE", ""),
+        range=get("HTTP_RANGE", ""),
+        if_range=get("HTTP_IF_RANGE", ""),
+        **fields,
     )
-    return account(services, environ, path, project, lambda: services.delivery.serve(req))
 
 
 def answer_options(services, environ, path, project_name):
     """OPTIONS on an image URL: 204 with Allow, and a CORS preflight's answer when it is one."""
 
     def produce():
-        if project_name == "c":
-            project = None
-            headers = {"Allow": "GET, HEAD, OPTIONS", "Cache-Control": "no-store", **SECURITY_HEADERS}
-            return Reply(204, headers, b"", "", "c", {"length_unknown": True})
-        project = services.projects.get(project_name)
-        if project is None or not project.enabled:
-            raise ProjectNotFound(f"No project named {project_name!r}.")
-        if "OPTIONS" not in project.allowed_methods:
-            raise MethodNotAllowed(project.allowed_methods)
-        allowed = ", ".join(project.allowed_methods)
+        if project_name == "c":  # edge API assets: public to any page
+            allowed, cors = "GET, HEAD, OPTIONS", ("*",)
+        else:
+            project = services.projects.get(project_name)
+            if project is None or not project.enabled:
+                raise ProjectNotFound(f"No project named {project_name!r}.")
+            if "OPTIONS" not in project.allowed_methods:
+                raise MethodNotAllowed(project.allowed_methods)
+            allowed, cors = ", ".join(project.allowed_methods), project.cors_origins
         headers = {"Allow": allowed, "Cache-Control": "no-store", **SECURITY_HEADERS}
         origin = environ.get("HTTP_ORIGIN")
         if origin and environ.get("HTTP_ACCESS_CONTROL_REQUEST_METHOD"):
-            if "*" in project.cors_origins:
+            if "*" in cors:
                 headers["Access-Control-Allow-Origin"] = "*"
-            elif origin in project.cors_origins:
+            elif origin in cors:
                 headers["Access-Control-Allow-Origin"] = origin
                 headers["Vary"] = "Origin"
             if "Access-Control-Allow-Origin" in headers:
                 headers["Access-Control-Allow-Methods"] = allowed
+                asked = environ.get("HTTP_ACCESS_CONTROL_REQUEST_HEADERS", "")
+                if asked and len(asked) <= 1024:
+                    # Range, If-None-Match and the like: an image URL reads no header it could be harmed by.
+                    headers["Access-Control-Allow-Headers"] = asked
                 headers["Access-Control-Max-Age"] = "86400"
-        return Reply(204, headers, b"", "", project.name, {"length_unknown": True})
+        return Reply(204, headers, b"", "", project_name, {"length_unknown": True})
 
     return account(services, environ, path, project_name, produce)
 
@@ -120,7 +132,7 @@ def account(services, environ, path, project, produce):
         else:
             if "Content-Length" not in headers:
                 headers["Content-Length"] = str(len(body))
-            sent = 0 if head or status != 200 else int(headers["Content-Length"])
+            sent = 0 if head or status not in (200, 206) else int(headers["Content-Length"])
             headers = list(headers.items())
     if services.served_by:
         headers.append(("X-Served-By", services.served_by.format(pid=os.getpid())))
@@ -160,7 +172,7 @@ def count(stats, project, status, x_cache, sent):
 def error_parts(exc):
     """The contract's JSON error: (header list, body)."""
     body = json.dumps(exc.to_json()).encode()
-    headers = [("Content-Type", "application/json"), *ERROR_HEADERS.items()]
+    headers = [("Content-Type", "application/json"), ("Cache-Control", exc.cache_control), *ERROR_HEADERS]
     if exc.retry_after is not None:
         headers.append(("Retry-After", str(int(exc.retry_after))))
     headers.extend(exc.headers)

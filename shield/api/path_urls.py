@@ -14,7 +14,8 @@ import time
 import urllib.parse
 
 from .. import params
-from ..delivery import Reply, Request, admit
+from ..answer import Reply
+from ..delivery import admit
 from ..errors import (
     Expired,
     ForbiddenSource,
@@ -25,13 +26,14 @@ from ..errors import (
     OriginPrivateAddress,
     ProjectNotFound,
     Unauthorized,
+    cacheable,
 )
 from ..guard.signing import path_signature as signature
 from ..headers import SECURITY_HEADERS
 from ..image import negotiate
 from ..image.probe import SourceInfo
 from ..sources import SourceRefused, resolve_host_path
-from .exchange import account
+from .exchange import account, request_of
 
 PREFIX = "/api/v1/"
 CACHE_CONTROL = "public, s-maxage=31536000, max-age=31536000, immutable"
@@ -90,23 +92,16 @@ def _serve(services, environ, parts, query):
         raise ProjectNotFound(f"No project named {project_name[:63]!r}.")
     if key.project != project.name:
         raise Unauthorized("This key belongs to another project.")
-    req = Request(
+    req = request_of(
+        services,
+        environ,
         project=project.name,
         path="",
         args=image_args,
         query=urllib.parse.urlencode(image_args),
-        accept=environ.get("HTTP_ACCEPT", ""),
-        if_none_match=environ.get("HTTP_IF_NONE_MATCH", ""),
-        referer=environ.get("HTTP_REFERER", ""),
-        client_ip=services.client_address.of(
-            environ.get("REMOTE_ADDR") or "", environ.get("HTTP_X_FORWARDED_FOR", "")
-        ),
-        head=environ["REQUEST_METHOD"] == "HEAD",
-        method=environ["REQUEST_METHOD"],
-        scheme=services.client_address.scheme(environ),
-        host=environ.get("HTTP_HOST") or environ.get("SERVER_NAME", ""),
         url_path=environ.get("PATH_INFO", ""),
         checked=True,  # the checks below replace the query-style ones
+        immutable=True,  # a signed URL names its bytes for good
     )
     admit(project, req)
     services.guard.check_rate(project, req)
@@ -133,7 +128,7 @@ def _head(services, project, req):
     transform = params.parse(
         params.with_preset(req.args, project), project.quality, project.max_width, project.max_height
     )
-    klass = negotiate.accept_class(req.accept)
+    klass = services.delivery.accept_class(project, req, transform)
     meta = services.delivery.originals.stored(project, req.path, req.via)
     extra = {"length_unknown": True, "probed": meta is None}
     if meta is None:
@@ -147,14 +142,14 @@ def _head(services, project, req):
             probed = services.delivery.originals.origin_for(project, req.via).head(req.path)
         except (NotFound, Gone) as exc:
             services.delivery.originals.remember_missing(project, req.path, req.via, exc.status)
+            cacheable(exc, project.negative_ttl)
             raise
         extra["probe_ms"] = (time.perf_counter() - started) * 1000
         source_type = _TYPES.get((probed.content_type or "").split(";")[0].strip().lower(), "jpeg")
         has_alpha, animated = source_type in ("png", "webp", "avif", "gif"), source_type == "gif"
-    if transform.is_passthrough_candidate and negotiate.passthrough_ok(source_type, klass):
-        out = source_type
-    else:
-        out = negotiate.output_format(transform.fmt, klass, has_alpha, animated)
+    out = negotiate.output_format(transform.fmt, klass, has_alpha, animated)
+    if transform.is_passthrough_candidate and negotiate.passthrough_ok(source_type, klass) and animated:
+        out = source_type  # an animation the client shows goes as it is (a still is re-encoded when smaller)
     headers = {
         "Content-Type": "application/json" if transform.blur else negotiate.CONTENT_TYPES[out],
         "Cache-Control": "private, max-age=300" if project.private else CACHE_CONTROL,

@@ -22,7 +22,7 @@ from ..cache.flight import Flight
 from ..cache.purge import Purger
 from ..cache.store import Store
 from ..delivery import Delivery
-from ..errors import MethodNotAllowed, NotFound, ShieldError, Unauthorized
+from ..errors import HeadersTooLarge, MethodNotAllowed, NotFound, ShieldError, Unauthorized, UriTooLong
 from ..guard.keys import KeyRing
 from ..guard.security import ClientAddress, Guard
 from ..headers import SECURITY_HEADERS
@@ -39,6 +39,7 @@ from .dashboard import dashboard
 from .distributions import cdn
 from .edge import edge
 from .exchange import (
+    account,
     answer_image,
     answer_method_not_allowed,
     answer_options,
@@ -214,6 +215,9 @@ class ImageFrontDoor:
     def __call__(self, environ, start_response):
         if self.services._background_pid != os.getpid():
             self.services.start_background()
+        too_large = _too_large(environ)
+        if too_large is not None:
+            return self.respond(environ, start_response, refuse(self.services, environ, too_large))
         route = self.route(environ)
         if route is not None:
             method = environ.get("REQUEST_METHOD")
@@ -276,6 +280,39 @@ class ImageFrontDoor:
             wrapper = environ.get("wsgi.file_wrapper", FileWrapper)
             return wrapper(body, FILE_CHUNK)
         return [body] if body else []
+
+
+MAX_REQUEST_LINE = 8190  # as gunicorn.conf.py's limit_request_line
+MAX_HEADER_FIELDS = 100
+MAX_HEADER_BYTES = 8190
+_PLAIN_ENVIRON = 40  # a WSGI environ without headers holds fewer keys than this
+
+
+def _too_large(environ):
+    """414 or 431 for a request over the limits gunicorn applies, under any WSGI server; else None."""
+    uri = environ.get("RAW_URI") or environ.get("REQUEST_URI")
+    if uri is None:
+        uri = environ.get("PATH_INFO", "")
+        if environ.get("QUERY_STRING"):
+            uri += "?" + environ["QUERY_STRING"]
+    line = len(environ.get("REQUEST_METHOD", "")) + len(uri) + len(environ.get("SERVER_PROTOCOL", "")) + 2
+    if line > MAX_REQUEST_LINE:
+        return UriTooLong()
+    if len(environ) > _PLAIN_ENVIRON + MAX_HEADER_FIELDS // 2:  # only then are the headers counted
+        fields = [k for k in environ if k.startswith("HTTP_") or k in ("CONTENT_TYPE", "CONTENT_LENGTH")]
+        if len(fields) > MAX_HEADER_FIELDS:
+            return HeadersTooLarge()
+    return None
+
+
+def refuse(services, environ, exc):
+    """A request refused before routing, answered and counted like any other."""
+
+    def produce():
+        raise exc
+
+    path = environ.get("PATH_INFO", "")[:200]
+    return account(services, environ, path, "", produce)
 
 
 def _status_line(status):

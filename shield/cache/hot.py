@@ -94,6 +94,7 @@ class HotEntry:
     headers: dict
     etag: str
     body: bytes
+    modified: int = 0  # Last-Modified, Unix seconds
 
 
 ENTRY_OVERHEAD = 1024  # the headers dict, the entry and the table slot, roughly

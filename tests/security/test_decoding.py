@@ -330,12 +330,22 @@ LONG_PATHS = [
     "/demo/" + "a" * 300 + ".jpg",
     "/demo/" + "a" * 5000 + ".jpg",
     "/demo/" + "a/" * 3000 + "x.jpg",
-    "/demo/" + "b" * 70000,
 ]
+# Past the 8,190-byte request line: refused before any lookup (contract section 2).
+TOO_LONG = ["/demo/" + "b" * 70000, "/demo/" + "c" * 8200 + ".jpg"]
 
 
 def url_id(url):
     return url if len(url) <= 60 else f"{url[:16]}...{url[-8:]}({len(url)}-chars)"
+
+
+@pytest.mark.parametrize("url", TOO_LONG, ids=url_id)
+def test_a_request_line_past_8190_bytes_is_414_json(client, url):
+    for query in ("", "?w=40"):
+        resp = client.get(url + query)
+        assert resp.status_code == 414, (resp.status_code, resp.data[:300])
+        assert error_code(resp) == "uri_too_long"
+        assert resp.headers["X-Content-Type-Options"] == "nosniff"
 
 
 @pytest.mark.parametrize("url", TRAVERSALS + LONG_PATHS, ids=url_id)
