@@ -240,10 +240,10 @@ def byte_range(req, size, etag, modified):
         return None
     start = int(first)
     end = int(last) if last else size - 1
-    if end < start:
-        return None
     if start >= size:
         return "unsatisfiable"
+    if end < start:
+        return None
     return start, min(end, size - 1)
 
 
@@ -251,12 +251,22 @@ class FilePart:
     """`length` bytes of an open file from its current position: sent by sendfile, or read."""
 
     def __init__(self, fh, start, length):
-        fh.seek(start, os.SEEK_CUR)
         self._fh = fh
+        fh.seek(start, os.SEEK_CUR)
+        self._end = fh.tell() + length
         self._left = length
 
     def fileno(self):
         return self._fh.fileno()
+
+    def tell(self):
+        return self._fh.tell()
+
+    def seek(self, offset, whence=os.SEEK_SET):
+        """As a file's seek (sendfile fallbacks seek before they read); the part's end stays."""
+        position = self._fh.seek(offset, whence)
+        self._left = max(0, self._end - position)
+        return position
 
     def read(self, size=-1):
         if self._left <= 0:

@@ -6,6 +6,7 @@ OriginError (502), OriginTimeout (504).
 """
 
 import contextlib
+import email.utils
 import ipaddress
 import os
 import re
@@ -139,7 +140,7 @@ class FolderOrigin:
                 body = fh.read(self.max_bytes + 1)
         except OSError as exc:
             raise OriginError(f"The origin folder cannot be read: {exc.strerror}") from None
-        return Fetched(200, body, etag=validator)
+        return Fetched(200, body, etag=validator, last_modified=email.utils.formatdate(st.st_mtime, usegmt=True))
 
 
 def _is_public(address):
