@@ -140,7 +140,9 @@ class FolderOrigin:
                 body = fh.read(self.max_bytes + 1)
         except OSError as exc:
             raise OriginError(f"The origin folder cannot be read: {exc.strerror}") from None
-        return Fetched(200, body, etag=validator, last_modified=email.utils.formatdate(st.st_mtime, usegmt=True))
+        return Fetched(
+            200, body, etag=validator, last_modified=email.utils.formatdate(st.st_mtime, usegmt=True)
+        )
 
 
 def _is_public(address):
