@@ -31,6 +31,12 @@ def answer(req, profile, headers, etag, modified, body, x_cache, project_name):
         cors = profile.cors_for(req.origin)
         if cors is not None:
             headers.update(cors)
+    if not req.conditional:  # nearly every request: no condition, no Range
+        if req.head:
+            if not isinstance(body, bytes):
+                body.close()
+            body = b""
+        return Reply(200, headers, body, x_cache, project_name)
     status = precondition(req, etag, modified)
     if status != 200 or req.head:
         if not isinstance(body, bytes):

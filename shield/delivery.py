@@ -40,7 +40,7 @@ from .variants import Variants
 STORED_ELSEWHERE = object()  # the variant appeared in the cache while this request waited
 
 
-@dataclass
+@dataclass(slots=True)
 class Request:
     project: str
     path: str
@@ -65,6 +65,7 @@ class Request:
     range: str = ""
     if_range: str = ""
     immutable: bool = False  # the URL's bytes can never change (a signed path-style URL)
+    conditional: bool = True  # any If-* or Range header (False lets a reply skip evaluating them)
 
 
 def admit(project, req):

@@ -31,32 +31,49 @@ def answer_image(services, environ, path, project, rest, query):
 
     The query is parsed (params.parse_query) only when the answer needs it.
     """
-    req = request_of(services, environ, project=project, path=rest, query=query, url_path=path)
+    req = request_of(services, environ, project, rest, query, path)
     if project == "c" and ASSET_FILE.match(rest):
         req.asset = rest
     return account(services, environ, path, project, lambda: services.delivery.serve(req))
 
 
-def request_of(services, environ, **fields):
+def request_of(services, environ, project, path, query, url_path, args=None, checked=False, immutable=False):
     """A delivery Request with every header the image answer depends on."""
     get = environ.get
     method = environ["REQUEST_METHOD"]
-    return Request(
-        accept=get("HTTP_ACCEPT", ""),
-        if_none_match=get("HTTP_IF_NONE_MATCH", ""),
-        referer=get("HTTP_REFERER", ""),
-        client_ip=services.client_address.of(get("REMOTE_ADDR") or "", get("HTTP_X_FORWARDED_FOR", "")),
-        head=method == "HEAD",
-        method=method,
-        scheme=services.client_address.scheme(environ),
-        host=get("HTTP_HOST") or get("SERVER_NAME", ""),
-        origin=get("HTTP_ORIGIN", ""),
-        if_match=get("HTTP_IF_MATCH", ""),
-        if_unmodified_since=get("HTTP_IF_UNMODIFIED_SINCE", ""),
-        if_modified_since=get("HTTP_IF_MODIFIED_SINCE", ""),
-        range=get("HTTP_RANGE", ""),
-        if_range=get("HTTP_IF_RANGE", ""),
-        **fields,
+    inm, im, ius, ims, rng, ifr = (
+        get("HTTP_IF_NONE_MATCH", ""),
+        get("HTTP_IF_MATCH", ""),
+        get("HTTP_IF_UNMODIFIED_SINCE", ""),
+        get("HTTP_IF_MODIFIED_SINCE", ""),
+        get("HTTP_RANGE", ""),
+        get("HTTP_IF_RANGE", ""),
+    )
+    return Request(  # positional, in the dataclass's field order: this runs on every hit
+        project,
+        path,
+        args,
+        query,
+        get("HTTP_ACCEPT", ""),
+        inm,
+        get("HTTP_REFERER", ""),
+        services.client_address.of(get("REMOTE_ADDR") or "", get("HTTP_X_FORWARDED_FOR", "")),
+        method == "HEAD",
+        checked,
+        None,
+        None,
+        method,
+        services.client_address.scheme(environ),
+        get("HTTP_HOST") or get("SERVER_NAME", ""),
+        url_path,
+        get("HTTP_ORIGIN", ""),
+        im,
+        ius,
+        ims,
+        rng,
+        ifr,
+        immutable,
+        bool(inm or im or ius or ims or rng),
     )
 
 
