@@ -46,6 +46,9 @@ echo
 "$VENV/bin/python" -m bench.optimize ${PHOTOS:+--photos "$PHOTOS"}
 
 echo
+"$VENV/bin/python" -m bench.browsers ${PHOTOS:+--photos "$PHOTOS"}
+
+echo
 echo "## Core code paths (pytest-benchmark)"
 "$VENV/bin/python" -m pytest -q -p no:cacheprovider tests/bench/test_bench_core.py \
     --benchmark-enable --benchmark-max-time=0.25 --benchmark-min-rounds=3 --benchmark-warmup=off \
