@@ -299,3 +299,17 @@ def test_a_private_project_is_never_publicly_cacheable(make_app, origin):
     assert got.status_code == 200 and got.headers["X-Cache"] == "BYPASS"
     assert got.headers["Cache-Control"] == "private, max-age=300"
     assert client.head(target).headers["Cache-Control"] == "private, max-age=300"
+
+
+def test_path_style_answers_carry_cors_and_ranges_stay_immutable(site):
+    _app, client, key, host, _origin = site
+    k = key(scopes=["images"])
+    target = url(k, "shop", "w_120", f"{host}/img/rocket.jpg")
+    for resp in (client.get(target), client.head(target)):
+        assert resp.status_code == 200
+        assert resp.headers["Access-Control-Allow-Origin"] == "*"
+        assert resp.headers["Cross-Origin-Resource-Policy"] == "cross-origin"
+    whole = client.get(target).get_data()
+    part = client.get(target, headers={"Range": "bytes=0-9"})
+    assert part.status_code == 206 and part.get_data() == whole[:10]
+    assert part.headers["Cache-Control"] == "public, s-maxage=31536000, max-age=31536000, immutable"

@@ -29,7 +29,7 @@ from ..errors import (
     cacheable,
 )
 from ..guard.signing import path_signature as signature
-from ..headers import SECURITY_HEADERS
+from ..headers import SECURITY_HEADERS, profile_of
 from ..image import negotiate
 from ..image.probe import SourceInfo
 from ..sources import SourceRefused, resolve_host_path
@@ -156,14 +156,19 @@ def _head(services, project, req):
         "X-Cache": "HIT" if meta is not None else "MISS",
         **SECURITY_HEADERS,
     }
+    if not project.private:
+        profile = profile_of(project)
+        headers.update(profile.shared)
+        headers.update(profile.cors_for(req.origin) or {})
     return Reply(200, headers, b"", headers["X-Cache"], project.name, extra)
 
 
 def _path_style_headers(reply, project, req, auth_ms, probe_ms, transform_ms, total_ms):
     headers = reply.headers
-    if reply.status in (200, 304) and not project.private:
+    if reply.status in (200, 206, 304) and not project.private:
         headers["Cache-Control"] = CACHE_CONTROL
-        headers["Vary"] = "Accept, Referer" if project.allowed_referers else "Accept"
+        vary = profile_of(project).vary  # "Accept", or "Accept, Origin" when cors_origins lists origins
+        headers["Vary"] = vary + ", Referer" if project.allowed_referers else vary
     headers["X-Processing-Time"] = f"{round(total_ms)}ms"
     headers["X-Head-Fast-Path"] = "1" if req.head else "0"
     headers["X-Original-Size-Sampled"] = "1" if reply.extra.get("probed") else "0"
