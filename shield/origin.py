@@ -334,7 +334,9 @@ class HttpOrigin:
         if status == 410:
             raise Gone()
         if status != 200:
-            raise OriginError(f"The origin answered {status}.")
+            exc = OriginError(f"The origin answered {status}.")
+            exc.fwd_status = status  # what the origin sent, for Cache-Status (RFC 9211)
+            raise exc
         length = resp.headers.get("Content-Length")
         if length is not None:
             if not length.isdigit():

@@ -8,13 +8,16 @@ whenever the origin sends new ones.
 """
 
 import dataclasses
+import logging
 import secrets
+import threading
 import time
 from dataclasses import dataclass
 
 from . import logs
+from .cache.entries import checksum
 from .cache.store import meta_key_of, original_key_of
-from .errors import Gone, NotFound, OriginError, OriginFailure, ShieldError, cacheable
+from .errors import Gone, NotFound, OriginError, OriginFailure, ShieldError, UnsupportedSource, cacheable
 from .image import engine, probe
 from .origin import gevent_patched, make_origin
 
@@ -40,6 +43,16 @@ def lifetime(meta, now):
 def refresh_ahead_at(meta, now):
     """When a request starts revalidating this original in the background."""
     return meta["fresh_until"] - max(0.0, lifetime(meta, now)) * REFRESH_AHEAD
+
+
+def spawn(fn):
+    """Run fn off the request: a greenlet under gevent, else a thread."""
+    if gevent_patched():
+        import gevent
+
+        gevent.spawn(fn)
+    else:
+        threading.Thread(target=fn, daemon=True).start()
 
 
 def remembered_missing(meta, now):
@@ -103,7 +116,11 @@ class Originals:
         if meta is not None and now < meta["fresh_until"]:
             self._maybe_refresh_ahead(project, path, meta, now, via)
             return Original(meta, None, "fresh")
-        if meta is not None and now < meta.get("retry_at", 0) and may_serve_stale(project, meta, now):
+        if meta is not None and meta.get("fwd_status") and may_serve_stale(project, meta, now):
+            # The origin failed last time: answer from the stored copy at once, and ask the
+            # origin again in the background (at most every origin_retry_interval).
+            if now >= meta.get("retry_at", 0):
+                self._retry_in_background(project, path, meta, via)
             return Original(meta, None, "stale", fwd_status=meta.get("fwd_status"))
 
         def fresh_in_store():
@@ -119,14 +136,46 @@ class Originals:
                 check=fresh_in_store,
                 timeout=self.settings.origin_timeout,
             )
-        except OriginFailure as exc:
+        except (OriginFailure, UnsupportedSource) as exc:
+            # A 5xx, a timeout, or a 200 that is not an image: the stored copy stands in.
             if meta is not None and may_serve_stale(project, meta, time.time()):
-                meta = dict(
-                    meta, retry_at=time.time() + self.settings.origin_retry_interval, fwd_status=exc.status
-                )
-                self.store.set(mkey, meta)
-                return Original(meta, None, "stale", fwd_status=exc.status)
+                meta = self._failed(mkey, meta, exc)
+                return Original(meta, None, "stale", fwd_status=meta["fwd_status"])
             raise
+
+    def _failed(self, mkey, meta, exc):
+        """Remember that the origin failed (and when to ask again): the stale copy's metadata."""
+        fwd = getattr(exc, "fwd_status", None) or (exc.status if isinstance(exc, OriginFailure) else 502)
+        meta = dict(meta, retry_at=time.time() + self.settings.origin_retry_interval, fwd_status=fwd)
+        self.store.set(mkey, meta)
+        return meta
+
+    def _retry_in_background(self, project, path, meta, via):
+        """Ask a failing origin again off the request; the stale copy is served meanwhile."""
+        mkey = meta_key_of(project.name, stored_path(path, via))
+        if mkey in self._refreshing:
+            return
+        self._refreshing.add(mkey)
+        # Pushed forward first, so other requests (and workers) do not start a retry of their own.
+        meta = dict(meta, retry_at=time.time() + self.settings.origin_retry_interval)
+        self.store.set(mkey, meta)
+
+        def retry():
+            try:
+                self.flight.once(
+                    mkey,
+                    make=lambda: self.fetch(project, path, meta, via),
+                    check=lambda: None,
+                    timeout=self.settings.origin_timeout,
+                )
+            except (OriginFailure, UnsupportedSource) as exc:
+                self._failed(mkey, meta, exc)
+            except ShieldError as exc:
+                logs.event("origin_retry_failed", project=project.name, path=path, code=exc.code)
+            finally:
+                self._refreshing.discard(mkey)
+
+        spawn(retry)
 
     def _maybe_refresh_ahead(self, project, path, meta, now, via):
         """In the last tenth of an original's freshness, revalidate it in the background.
@@ -160,9 +209,7 @@ class Originals:
             finally:
                 self._refreshing.discard(mkey)
 
-        import gevent
-
-        gevent.spawn(refresh)
+        spawn(refresh)
 
     def stored(self, project, path, via=None):
         """The stored original's metadata, fresh or not, without asking the origin; or None.
@@ -185,6 +232,7 @@ class Originals:
         origin = self.origin_for(project, via)
         path, fetch_path = stored_path(path, via), path
         mkey = meta_key_of(project.name, path)
+        mark = self.store.purges.current()  # a purge after this point: what comes back is not stored
         started = time.perf_counter()
         try:
             fetched = origin.fetch(
@@ -205,15 +253,22 @@ class Originals:
         ttl = fetched.max_age if fetched.max_age is not None else project.cache_ttl
 
         if fetched.status == 304 and old is not None:
+            # RFC 9111 section 4.3.4: the 304's headers update the stored response's. Without
+            # a Cache-Control of its own, the stored response's lifetime stands.
+            if fetched.max_age is None:
+                ttl = old.get("ttl", max(0.0, old["fresh_until"] - old.get("validated_at", now)))
             meta = dict(
                 old,
                 fresh_until=now + ttl,
                 validated_at=now,
+                ttl=ttl,
                 retry_at=0,
                 fwd_status=None,
                 tags=list(fetched.tags) or old.get("tags", []),
             )
-            self.store.set(mkey, meta)
+            if fetched.last_modified:
+                meta["last_modified"] = fetched.last_modified
+            self.store.set_unless_purged(mkey, meta, mark)
             return Original(meta, None, "revalidated", origin_ms)
 
         body = fetched.body
@@ -225,16 +280,25 @@ class Originals:
             "fetched_at": now,
             "validated_at": now,
             "fresh_until": now + ttl,
+            "ttl": ttl,
             "tags": list(fetched.tags),
             "size": len(body),
+            "crc": checksum(body),
             "info": dataclasses.asdict(info),
         }
         if via:
             meta["via"] = via
         # The body before the metadata that points at it: a reader never finds one without the other.
-        if self.store.set(original_key_of(project.name, path, meta["version"]), body):
-            self.store.set(mkey, meta)
-            self.store.record_file(project.name, path)
+        # Neither is kept when a purge ran while this fetch was under way: the purge would be undone.
+        body_key = original_key_of(project.name, path, meta["version"])
+        if self.store.set_unless_purged(body_key, body, mark):
+            if self.store.set_unless_purged(mkey, meta, mark):
+                self.store.record_file(project.name, path)
+            else:
+                self.store.delete(body_key)
+                logs.event("fetch_outlived_a_purge", project=project.name, path=path)
+        elif self.store.purged_since(mark):
+            logs.event("fetch_outlived_a_purge", project=project.name, path=path)
         if old is not None and old.get("version"):
             self.store.drop_variants_of(project.name, path, except_version=meta["version"])
             self.store.delete(original_key_of(project.name, path, old["version"]))
@@ -288,7 +352,9 @@ class Originals:
         via = original.meta.get("via")  # `path` is then the stored path: the via URL, then the file's
         body = self.store.get(original_key_of(project.name, path, original.meta["version"]))
         if isinstance(body, bytes) and len(body) == original.meta["size"]:
-            return body
+            if "crc" not in original.meta or checksum(body) == original.meta["crc"]:
+                return body
+            logs.event("cache_original_damaged", logging.WARNING, project=project.name, path=path)
         # The body was evicted (or damaged) while its metadata stayed: fetch it again.
         old_version = original.meta["version"]
         refetched = self.fetch(project, path[len(via) :] if via else path, None, via)

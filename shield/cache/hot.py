@@ -20,9 +20,9 @@ limits) before an entry is used; private images are never kept here.
 """
 
 import fcntl
-import mmap
 import os
 import struct
+import time
 from collections import OrderedDict
 from dataclasses import dataclass
 
@@ -35,55 +35,95 @@ _COUNTER = struct.Struct("<Q")
 
 
 class Generation:
-    """A counter shared by every process on the machine, through a mapped file."""
+    """A counter shared by every process on the machine, through a small file.
+
+    Read with pread, never mapped: a file someone truncates, deletes or
+    replaces can make a read come up short, never kill the process (a mapped
+    page past the end of a truncated file is a SIGBUS). A short or missing file
+    is written again with a value no process has seen (the clock in
+    microseconds), and every CHECK_EVERY seconds each process makes sure its
+    descriptor is still the file at `path`, so a replaced file is noticed by
+    every worker: each sees the value change and lets go of what it kept.
+    """
+
+    CHECK_EVERY = 0.25  # seconds
 
     def __init__(self, path):
         self.path = path
-        self._map = None
         self._fd = None
         self._pid = None
+        self._checked_at = 0.0
+        self._identity = None
 
     def _open(self):
+        now = time.monotonic()
+        if self._pid == os.getpid() and now - self._checked_at < self.CHECK_EVERY:
+            return self._fd
         if self._pid == os.getpid():
-            return self._map
-        self._map = None
+            self._checked_at = now
+            try:
+                st = os.stat(self.path)
+                if (st.st_dev, st.st_ino) == self._identity:
+                    return self._fd
+            except OSError:
+                pass  # deleted: made again below
+            logs.fault_once("generation_replaced", path=self.path)
+            os.close(self._fd)
+        self._fd = None
         try:
             os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-            try:
-                if os.fstat(fd).st_size < _COUNTER.size:
-                    fcntl.lockf(fd, fcntl.LOCK_EX)
-                    try:
-                        if os.fstat(fd).st_size < _COUNTER.size:
-                            # Real zeros, not a sparse hole: a first write through the map
-                            # to a hole on a full disk would kill the process (SIGBUS).
-                            os.pwrite(fd, bytes(_COUNTER.size), 0)
-                            os.fsync(fd)
-                    finally:
-                        fcntl.lockf(fd, fcntl.LOCK_UN)
-                self._map = mmap.mmap(fd, _COUNTER.size)
-                self._fd, self._pid = fd, os.getpid()
-            except BaseException:
-                os.close(fd)
-                raise
+            st = os.fstat(fd)
+            self._fd, self._pid, self._checked_at = fd, os.getpid(), now
+            self._identity = (st.st_dev, st.st_ino)
+            if st.st_size < _COUNTER.size:
+                self._repair()
         except OSError as exc:
             logs.fault_once("generation_unavailable", path=self.path, error=str(exc))  # tried again next time
-        return self._map
+        return self._fd
+
+    def _repair(self, locked=False):
+        """A new or cut-short file: a starting value that no earlier file held."""
+        if not locked:
+            fcntl.lockf(self._fd, fcntl.LOCK_EX)
+        try:
+            if os.fstat(self._fd).st_size < _COUNTER.size:
+                os.pwrite(self._fd, _COUNTER.pack(time.time_ns() // 1000), 0)
+        finally:
+            if not locked:
+                fcntl.lockf(self._fd, fcntl.LOCK_UN)
+
+    def _read(self, fd, locked=False):
+        data = os.pread(fd, _COUNTER.size, 0)
+        if len(data) < _COUNTER.size:
+            logs.fault_once("generation_truncated", path=self.path)
+            self._repair(locked)
+            data = os.pread(fd, _COUNTER.size, 0)
+        return _COUNTER.unpack(data)[0]
 
     def current(self):
         """The counter, or None when the file cannot be used (then nothing may be kept)."""
-        mapped = self._open()
-        return None if mapped is None else _COUNTER.unpack_from(mapped, 0)[0]
+        fd = self._open()
+        if fd is None:
+            return None
+        try:
+            return self._read(fd)
+        except (OSError, struct.error) as exc:
+            logs.fault_once("generation_unavailable", path=self.path, error=str(exc))
+            return None
 
     def bump(self):
-        mapped = self._open()
-        if mapped is None:
+        fd = self._open()
+        if fd is None:
             return
-        fcntl.lockf(self._fd, fcntl.LOCK_EX)
         try:
-            _COUNTER.pack_into(mapped, 0, _COUNTER.unpack_from(mapped, 0)[0] + 1)
-        finally:
-            fcntl.lockf(self._fd, fcntl.LOCK_UN)
+            fcntl.lockf(fd, fcntl.LOCK_EX)
+            try:
+                os.pwrite(fd, _COUNTER.pack(self._read(fd, locked=True) + 1), 0)
+            finally:
+                fcntl.lockf(fd, fcntl.LOCK_UN)
+        except (OSError, struct.error) as exc:
+            logs.fault_once("generation_unavailable", path=self.path, error=str(exc))
 
 
 @dataclass(slots=True)

@@ -10,21 +10,20 @@ locked database) is a miss, never an error: the request is served straight
 from the origin and the fault is logged once.
 """
 
-import json
+import logging
 import os
 import sqlite3
-import struct
 import threading
 import time
-from dataclasses import dataclass
 
 import diskcache
 
 from .. import logs
+from .entries import Entry, pack_entry, unpack_entry
 from .hot import Generation
 
-ENTRY_MAGIC = b"SHV1"
-_HEADER = struct.Struct(">4sI")
+__all__ = ["Entry", "Store", "meta_key_of", "original_key_of", "variant_key_of"]
+
 # Reads do not write: access times are refreshed at most this often per entry,
 # which keeps "least recently used goes first" to within a minute.
 TOUCH_INTERVAL = 60.0
@@ -80,64 +79,6 @@ class _Cache(diskcache.Cache):
         return found
 
 
-@dataclass
-class Entry:
-    """A stored variant: its header fields and its body (bytes or an open file)."""
-
-    header: dict
-    body: object  # bytes, or a file positioned at the body's first byte
-    size: int
-
-    def read_body(self):
-        if isinstance(self.body, bytes):
-            return self.body
-        try:
-            return self.body.read()
-        finally:
-            self.body.close()
-
-    def close(self):
-        if not isinstance(self.body, bytes):
-            self.body.close()
-
-
-def pack_entry(header, body):
-    blob = json.dumps(header, separators=(",", ":")).encode()
-    return _HEADER.pack(ENTRY_MAGIC, len(blob)) + blob + body
-
-
-def _unpack_entry(found):
-    """Entry from what diskcache returned, or None if it is damaged."""
-    if isinstance(found, bytes):
-        if found[:4] != ENTRY_MAGIC or len(found) < _HEADER.size:
-            return None
-        _magic, hlen = _HEADER.unpack_from(found)
-        start = _HEADER.size + hlen
-        header = json.loads(found[_HEADER.size : start])
-        body = found[start:]
-        if len(body) != header.get("size"):
-            return None
-        return Entry(header, body, len(body))
-    # Read through the unbuffered file: a buffered reader would leave the OS file
-    # position past the header, and sendfile starts from the OS position.
-    fh = found.detach() if hasattr(found, "detach") else found
-    try:
-        head = fh.read(_HEADER.size)
-        if len(head) != _HEADER.size or head[:4] != ENTRY_MAGIC:
-            fh.close()
-            return None
-        _magic, hlen = _HEADER.unpack(head)
-        header = json.loads(fh.read(hlen))
-        size = os.fstat(fh.fileno()).st_size - _HEADER.size - hlen
-        if size != header.get("size"):
-            fh.close()
-            return None
-        return Entry(header, fh, size)
-    except (OSError, ValueError):
-        fh.close()
-        return None
-
-
 _INDEX_SCHEMA = """
 CREATE TABLE IF NOT EXISTS variants (
     key TEXT PRIMARY KEY, project TEXT NOT NULL, path TEXT NOT NULL, created REAL NOT NULL);
@@ -162,6 +103,8 @@ class Store:
         # Moves forward after every purge and every dropped set of variants, so
         # workers' in-memory hot sets (hot.py) let go of what was removed.
         self.generation = Generation(os.path.join(cache_dir, "generation"))
+        # Moves forward after every purge only: what was fetched or made before one is not stored.
+        self.purges = Generation(os.path.join(cache_dir, "purges"))
 
     # -- opening (lazily, once per process: workers fork after the app is built)
 
@@ -243,16 +186,36 @@ class Store:
             found = cache.read(key)
             if found is None:
                 return None
-            entry = _unpack_entry(found)
+            entry, damage = unpack_entry(found)
             if entry is None:
-                logs.fault_once("cache_entry_damaged", key=key[:200])
+                # Dropped now, so logged once per damaged entry; the request is a miss.
+                logs.event("cache_entry_damaged", logging.WARNING, key=key[:200], damage=damage)
                 cache.delete(key)
             return entry
 
         return self._guard("read", None, run)
 
-    def put_variant(self, key, header, body, project, path, tags):
-        """Store a variant, index first: a dangling index row is harmless, an unindexed variant is not."""
+    def purged_since(self, mark):
+        """Whether a purge ran after `mark` (a purges.current() taken before a fetch or transform)."""
+        return mark is not None and self.purges.current() != mark
+
+    def set_unless_purged(self, key, value, mark):
+        """set(), unless a purge ran since `mark`; checked again after, so a purge never loses the race."""
+        if self.purged_since(mark):
+            return False
+        stored = self.set(key, value)
+        if stored and self.purged_since(mark):
+            self.delete(key)
+            return False
+        return stored
+
+    def put_variant(self, key, header, body, project, path, tags, mark=None):
+        """Store a variant, index first: a dangling index row is harmless, an unindexed variant is not.
+
+        With `mark`, nothing is stored when a purge ran since it was taken.
+        """
+        if self.purged_since(mark):
+            return False
 
         def run(cache):
             now = time.time()
@@ -270,7 +233,11 @@ class Store:
             except BaseException:
                 self._index.execute("ROLLBACK")
                 raise
-            return bool(cache.set(key, pack_entry(with_header, body)))
+            stored = bool(cache.set(key, pack_entry(with_header, body)))
+            if stored and self.purged_since(mark):
+                cache.delete(key)  # the purge may have looked before this was written
+                return False
+            return stored
 
         return self._guard("write", False, run)
 
@@ -309,6 +276,7 @@ class Store:
             files = {(r[1], r[2]) for r in rows}
             if file_sql:
                 files |= set(self._index.execute(file_sql, params).fetchall())
+            self.purges.bump()  # first: a fetch or transform under way now will not store
             try:
                 removed = self._delete_keys(cache, keys)
                 self._forget_files(cache, files)

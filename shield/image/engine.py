@@ -129,14 +129,16 @@ def render(data, info, plan, out_format, quality, lossy_tiny=False, keep_metadat
 def decode_check(data, info):
     """Decode the original fully once, so a damaged one is refused before it is stored."""
     with _decoding_errors():
-        if info.format == "avif":
+        if info.format in ("avif", "jpeg"):
+            # JPEG: ImageMagick's coder swallows libjpeg's warnings about corrupt data (it
+            # fills the rest of the image with grey and reports success); Pillow's decoder
+            # refuses the same file. A draft (DCT-scaled) decode still reads every scan.
             with PILImage.open(io.BytesIO(data)) as im:
+                if info.format == "jpeg":
+                    im.draft("RGB", (64, 64))
                 im.load()
             return
         with Image() as img:
-            if info.format == "jpeg":
-                # A tiny decode still walks every scan: damage shows at little cost.
-                img.options["jpeg:size"] = "64x64"
             img.read(blob=data, format=_MAGICK_FORMATS[info.format])
 
 
