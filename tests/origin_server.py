@@ -14,6 +14,8 @@ class OriginState:
         self.requests = []  # (method, path, request headers)
         self.mode = "ok"  # ok | down (500) | slow | truncate | refuse
         self.delay = 0.0
+        self.delays = {}  # path -> seconds before answering that path
+        self.headers_304 = {}  # path -> the headers its 304s carry instead of its 200's
         self.lock = threading.Lock()
 
     def count(self, path=None, method=None):
@@ -40,8 +42,8 @@ class _Handler(BaseHTTPRequestHandler):
         path = self.path.split("?", 1)[0]
         with state.lock:
             state.requests.append(("GET", path, dict(self.headers)))
-        if state.delay:
-            time.sleep(state.delay)
+        if state.delay or state.delays.get(path):
+            time.sleep(state.delay or state.delays[path])
         if state.mode == "down":
             return self._send(503, b"origin down", {"Content-Type": "text/plain"})
         if path.startswith("/redirect-away/"):
@@ -57,6 +59,8 @@ class _Handler(BaseHTTPRequestHandler):
         headers = {"ETag": etag, "Content-Type": "application/octet-stream"}
         headers.update(state.headers.get(path, {}))
         if self.headers.get("If-None-Match") == etag:
+            if path in state.headers_304:
+                return self._send(304, b"", {"ETag": etag, **state.headers_304[path]})
             return self._send(304, b"", {k: v for k, v in headers.items() if k != "Content-Type"})
         if state.mode == "truncate":
             self.send_response(200)

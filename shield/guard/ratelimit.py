@@ -7,12 +7,13 @@ minute boundary therefore cannot get twice the limit, as it could with plain
 fixed windows, and only two counters per key are kept.
 
 The counters live in a fixed-size table in a file (`RateLimiter(path)`, under
-the cache folder), mapped into every worker with mmap. The table is cut into
-groups of slots; a key always lands in the same group (by a hash that is the
-same in every process), and each of its windows takes one slot there. A hit
-locks its group's byte range with a POSIX record lock (`fcntl.lockf`), reads
-and updates the slots in memory, and unlocks: two system calls and no
-blocking wait. The lock is tried without blocking; when another process holds
+the cache folder), shared by every worker. The table is cut into groups of
+slots; a key always lands in the same group (by a hash that is the same in
+every process), and each of its windows takes one slot there. A hit locks its
+group's byte range with a POSIX record lock (`fcntl.lockf`), reads the group
+with pread, updates it and writes it back with pwrite, and unlocks: no
+blocking wait, and no mapping a truncated file could turn into a SIGBUS. A
+deleted or replaced file is noticed within CHECK_EVERY seconds. The lock is tried without blocking; when another process holds
 it (for a few microseconds), the caller yields to the event loop and tries
 again, so under gevent a hit never stalls a worker. POSIX locks do not exclude
 the threads of one process, so an in-process lock is taken first.
@@ -37,7 +38,6 @@ Limits of the design, chosen on purpose:
 import fcntl
 import hashlib
 import math
-import mmap
 import os
 import struct
 import threading
@@ -63,6 +63,7 @@ HEADER_BYTES = 4096  # one page: the groups start page-aligned
 _HEADER = struct.Struct("<4sIII")  # magic, version, groups, slots per group
 FILE_BYTES = HEADER_BYTES + GROUPS * GROUP_BYTES
 LOCK_TIMEOUT = 0.5  # seconds; past it the hit is allowed (fail open)
+CHECK_EVERY = 1.0  # seconds between checks that the file at `path` is still the one open
 _U32_MAX = 0xFFFFFFFF
 _LOCK_NOW = fcntl.LOCK_EX | fcntl.LOCK_NB
 
@@ -105,29 +106,45 @@ class RateLimiter:
         self.path = path
         self._pid = None
         self._fd = None
-        self._map = None
+        self._map = None  # the in-process table when the file cannot be shared
         self._shared = False
         self._lock = None
+        self._checked_at = 0.0
+        self._identity = None
 
     # -- opening, once per process
 
     def _table(self):
         if self._pid != os.getpid():
             self._open()
+        elif self._shared and time.monotonic() - self._checked_at > CHECK_EVERY:
+            self._checked_at = time.monotonic()
+            try:
+                st = os.stat(self.path)
+                same = (st.st_dev, st.st_ino) == self._identity
+            except OSError:
+                same = False
+            if not same:  # deleted or replaced: every worker moves to the file now at `path`
+                logs.fault_once("ratelimit_file_replaced", path=self.path)
+                os.close(self._fd)
+                self._open()
         return self._map
 
     def _open(self):
-        # In a child after fork, the inherited mapping (and the descriptor mmap keeps)
-        # is dropped here, before this process takes any lock of its own.
+        # In a child after fork, the inherited descriptor is dropped here (not closed:
+        # closing it would drop the parent's locks), before this process takes a lock.
         self._pid = os.getpid()
         self._lock = threading.Lock()
         self._fd, self._map, self._shared = None, None, False
+        self._checked_at = time.monotonic()
         try:
-            self._fd, self._map = self._open_file()
+            self._fd = self._open_file()
+            st = os.fstat(self._fd)
+            self._identity = (st.st_dev, st.st_ino)
             self._shared = True
         except (OSError, ValueError) as exc:
             logs.fault_once("ratelimit_unshared", path=self.path, error=str(exc))
-            self._map = mmap.mmap(-1, FILE_BYTES)  # this process only
+            self._map = bytearray(FILE_BYTES)  # this process only
 
     def _open_file(self):
         os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
@@ -149,11 +166,10 @@ class RateLimiter:
                     os.pwrite(fd, expected, 0)
             finally:
                 self._unlock_range(fd, 0, HEADER_BYTES)
-            table = mmap.mmap(fd, FILE_BYTES, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
         except BaseException:
             os.close(fd)
             raise
-        return fd, table
+        return fd
 
     @staticmethod
     def _lock_range(fd, start, length, blocking=False):
@@ -188,11 +204,25 @@ class RateLimiter:
             if not self._acquire(start):
                 logs.fault_once("ratelimit_lock_timeout", path=self.path)
                 return True, 0
-            try:
+            if not self._shared:
                 return self._count(table, start, h, window, elapsed, limit)
+            try:
+                # The group is read and written with pread/pwrite, never mapped: a file
+                # cut short by someone reads as empty counters, it cannot kill the worker.
+                group = bytearray(os.pread(self._fd, GROUP_BYTES, start))
+                if len(group) < GROUP_BYTES:
+                    logs.fault_once("ratelimit_file_truncated", path=self.path)
+                    group = bytearray(GROUP_BYTES)
+                before = bytes(group)
+                answer = self._count(group, 0, h, window, elapsed, limit)
+                if group != before:
+                    os.pwrite(self._fd, group, start)
+                return answer
+            except OSError as exc:
+                logs.fault_once("ratelimit_io_failed", path=self.path, error=str(exc))
+                return True, 0
             finally:
-                if self._shared:
-                    self._unlock_range(self._fd, start, GROUP_BYTES)
+                self._unlock_range(self._fd, start, GROUP_BYTES)
 
     def _acquire(self, start):
         if not self._shared:
