@@ -42,6 +42,8 @@ class _Handler(BaseHTTPRequestHandler):
         path = self.path.split("?", 1)[0]
         with state.lock:
             state.requests.append(("GET", path, dict(self.headers)))
+        # The file as it is when the request arrives: a slow answer sends what it had opened.
+        body = state.files.get(path)
         if state.delay or state.delays.get(path):
             time.sleep(state.delay or state.delays[path])
         if state.mode == "down":
@@ -52,7 +54,6 @@ class _Handler(BaseHTTPRequestHandler):
             return self._send(302, b"", {"Location": "/" + path.split("/", 2)[2]})
         if path == "/gone.jpg":
             return self._send(410, b"gone", {})
-        body = state.files.get(path)
         if body is None:
             return self._send(404, b"not found", {"Content-Type": "text/plain"})
         etag = '"' + hashlib.md5(body).hexdigest() + '"'
