@@ -248,3 +248,65 @@ def test_a_bare_304_keeps_the_stored_lifetime(web, origin):
     time.sleep(1.2)  # one second again, not cache_ttl's hour
     assert client.get("/web/r.jpg?w=40").status_code == 200
     assert origin.state.count("/r.jpg") == 3
+
+
+# 8. /health tells a cache that cannot be written; the folder stays within cache_max_bytes.
+
+
+def test_health_is_degraded_when_the_cache_index_is_damaged(make_app, folder, tmp_path):
+    app = make_app({"demo": {"origin": str(folder) + "/"}}, hot_cache_bytes=0)
+    client = client_of(app)
+    assert client.get("/health").get_json() == {"status": "ok", "cache": "ok"}
+    assert client.get("/demo/rocket.jpg?w=50").status_code == 200
+    store = app.extensions["shield"].store
+    store.upkeep._probed_at = 0.0
+    for name in ("index.db", "index.db-wal", "index.db-shm"):
+        target = tmp_path / "cache" / name
+        if target.exists():
+            target.write_bytes(b"this is not a database" * 500)
+    store._index.close()
+    import sqlite3
+
+    store._index = sqlite3.connect(
+        str(tmp_path / "cache" / "index.db"), isolation_level=None, check_same_thread=False
+    )
+    health = client.get("/health").get_json()
+    assert health == {"status": "degraded", "cache": "unwritable"}
+    for w in (60, 61):  # images still served, from the origin
+        resp = client.get(f"/demo/rocket.jpg?w={w}")
+        assert resp.status_code == 200 and imaging.decode(resp.data).size == (w, round(427 * w / 640))
+
+
+def test_the_cache_folder_stays_within_cache_max_bytes(make_app, folder, tmp_path):
+    from shield.cache import upkeep
+
+    app = make_app({"demo": {"origin": str(folder) + "/"}}, cache_max_bytes=10_000_000)
+    store = app.extensions["shield"].store
+    rng = random.Random(3)
+    upkeep.EVERY, saved = 0.0, upkeep.EVERY
+    try:
+        keys = []
+        for i in range(120):  # 36 MB of variants into a 10 MB cache
+            key = f"v|demo|/f{i}.jpg|v1|img:{i}|other"
+            body = rng.randbytes(300_000)
+            assert store.put_variant(
+                key, {"content_type": "image/jpeg", "etag": '"x"'}, body, "demo", f"/f{i}.jpg", [f"t{i % 3}"]
+            )
+            keys.append(key)
+    finally:
+        upkeep.EVERY = saved
+    total = sum(
+        os.path.getsize(p)
+        for p in glob.glob(str(tmp_path / "cache") + "/**", recursive=True)
+        if os.path.isfile(p)
+    )
+    assert total <= 10_000_000 * 1.05, total
+    assert store.get_variant(keys[0]) is None  # the least recently used went first
+    newest = store.get_variant(keys[-1])
+    assert newest is not None and newest.read_body()
+    indexed = store._index.execute("SELECT count(*) FROM variants").fetchone()[0]
+    held = sum(1 for k in keys if k in store._open())
+    assert held < 40 and indexed <= held + upkeep.PRUNE_BATCH  # evicted rows leave the index
+    store.upkeep.prune(store._open(), store._index)
+    assert store._index.execute("SELECT count(*) FROM variants").fetchone()[0] == held
+    assert store.purge_tag("t0") <= held

@@ -153,9 +153,9 @@ def create_app(config=None):
 
     @app.get("/health")
     def health():
-        store_ok = services.store.available
-        body = {"status": "ok" if store_ok else "degraded", "cache": "ok" if store_ok else "unavailable"}
-        return body, 200
+        # Still 200 when degraded: images are served from the origin meanwhile.
+        cache = services.store.health()
+        return {"status": "ok" if cache == "ok" else "degraded", "cache": cache}, 200
 
     @app.get("/metrics")
     def prometheus():

@@ -21,6 +21,7 @@ import diskcache
 from .. import logs
 from .entries import Entry, pack_entry, unpack_entry
 from .hot import Generation
+from .upkeep import Upkeep, rollback
 
 __all__ = ["Entry", "Store", "meta_key_of", "original_key_of", "variant_key_of"]
 
@@ -105,6 +106,7 @@ class Store:
         self.generation = Generation(os.path.join(cache_dir, "generation"))
         # Moves forward after every purge only: what was fetched or made before one is not stored.
         self.purges = Generation(os.path.join(cache_dir, "purges"))
+        self.upkeep = Upkeep(self)
 
     # -- opening (lazily, once per process: workers fork after the app is built)
 
@@ -142,6 +144,18 @@ class Store:
     def available(self):
         return self._open() is not None
 
+    def health(self):
+        """"ok", "unavailable" (cannot be opened) or "unwritable" (writes fail): images then come from the origin."""
+        cache = self._open()
+        if cache is None:
+            return "unavailable"
+        try:
+            writable = self.upkeep.probe(cache, self._index)
+        except (diskcache.Timeout, ValueError) as exc:
+            logs.fault_once("cache_write_probe_failed", cache_dir=self.cache_dir, error=str(exc))
+            writable = False
+        return "ok" if writable and not self.upkeep.failing else "unwritable"
+
     def _guard(self, what, default, fn, *args):
         cache = self._open()
         if cache is None:
@@ -150,6 +164,8 @@ class Store:
             return fn(cache, *args)
         except (OSError, sqlite3.Error, diskcache.Timeout, ValueError, EOFError) as exc:
             logs.fault_once(f"cache_{what}_failed", cache_dir=self.cache_dir, error=str(exc))
+            if what != "read":
+                self.upkeep.failed()
             return default
 
     # -- plain values (original metadata, originals, small records)
@@ -167,7 +183,12 @@ class Store:
         return self._guard("read", None, run, key)
 
     def set(self, key, value):
-        return self._guard("write", False, lambda cache: cache.set(key, value) or True)
+        def run(cache):
+            cache.set(key, value)
+            self.upkeep.maybe_run(cache, self._index)
+            return True
+
+        return self._guard("write", False, run)
 
     def delete(self, key):
         return self._guard("delete", False, lambda cache: cache.delete(key))
@@ -231,12 +252,13 @@ class Store:
                 )
                 self._index.execute("COMMIT")
             except BaseException:
-                self._index.execute("ROLLBACK")
+                rollback(self._index)
                 raise
             stored = bool(cache.set(key, pack_entry(with_header, body)))
             if stored and self.purged_since(mark):
                 cache.delete(key)  # the purge may have looked before this was written
                 return False
+            self.upkeep.maybe_run(cache, self._index)
             return stored
 
         return self._guard("write", False, run)
@@ -254,9 +276,13 @@ class Store:
                     removed += bool(cache.delete(key))
             marks = ",".join("?" * len(chunk))
             self._index.execute("BEGIN IMMEDIATE")
-            self._index.execute(f"DELETE FROM variants WHERE key IN ({marks})", chunk)
-            self._index.execute(f"DELETE FROM variant_tags WHERE key IN ({marks})", chunk)
-            self._index.execute("COMMIT")
+            try:
+                self._index.execute(f"DELETE FROM variants WHERE key IN ({marks})", chunk)
+                self._index.execute(f"DELETE FROM variant_tags WHERE key IN ({marks})", chunk)
+                self._index.execute("COMMIT")
+            except BaseException:
+                rollback(self._index)
+                raise
         return removed
 
     def _forget_files(self, cache, files):
