@@ -8,11 +8,12 @@ here knows about HTTP frameworks.
 """
 
 import dataclasses
+import logging
 import time
 import urllib.parse
 from dataclasses import dataclass
 
-from . import params
+from . import logs, params
 from .answer import answer
 from .cache.hot import HOT_TTL, HotEntry, HotSet
 from .cache.store import Entry, variant_key_of
@@ -139,7 +140,10 @@ class Delivery:
         if entry is not None:
             x_cache = "STALE" if original.state == "stale" else "HIT"
             if x_cache == "HIT" and not req.head and generation is not None:
-                self._keep_hot(hot_key, generation, project, original, entry, cache_control)
+                if self._keep_hot(hot_key, generation, project, original, entry, cache_control) is False:
+                    entry = None  # its file read short: damaged, made again below
+                    self.store.delete(key)
+        if entry is not None:
             return self._reply(
                 req, project, entry, x_cache, started, True, original, cache_control=cache_control
             )
@@ -259,7 +263,8 @@ class Delivery:
         if not isinstance(entry.body, bytes):
             entry.body = entry.read_body()
             if len(entry.body) != entry.size:
-                return
+                logs.event("cache_entry_damaged", logging.WARNING, key=hot_key[1][:200], damage="short read")
+                return False
         modified = modified_of(meta)
         headers = self._entry_headers(
             entry, "HIT", "", cache_status("HIT", stored=True), project, cache_control, modified

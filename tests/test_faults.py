@@ -310,3 +310,48 @@ def test_the_cache_folder_stays_within_cache_max_bytes(make_app, folder, tmp_pat
     store.upkeep.prune(store._open(), store._index)
     assert store._index.execute("SELECT count(*) FROM variants").fetchone()[0] == held
     assert store.purge_tag("t0") <= held
+
+
+# 10. Carried over: purges counted under their projects; a short read is a miss.
+
+
+def test_purges_of_every_kind_are_counted_under_their_projects(make_app, folder):
+    app = make_app(
+        {
+            "a": {"origin": str(folder) + "/", "tags": ["shared"]},
+            "b": {"origin": str(folder) + "/", "tags": ["shared"]},
+        },
+        admin_token=ADMIN_TOKEN,
+    )
+    client = client_of(app)
+    for project in ("a", "b"):
+        for w in (10, 20, 30):
+            assert client.get(f"/{project}/rocket.jpg?w={w}").status_code == 200
+    resp = client.post("/v1/purge", headers=ADMIN, json={"tags": ["shared"]})
+    assert resp.get_json()["purged"] == 6
+    app.extensions["shield"].stats.flush()
+    for project in ("a", "b"):
+        stats = client.get(f"/v1/stats?project={project}", headers=ADMIN).get_json()
+        assert stats["purged"] == 3, (project, stats)
+    assert client.get("/a/rocket.jpg?w=10").headers["X-Cache"] == "MISS"
+    client.post("/v1/purge", headers=ADMIN, json={"prefixes": ["/a/"]})
+    client.post("/v1/purge", headers=ADMIN, json={"paths": ["/b/rocket.jpg"]})
+    app.extensions["shield"].stats.flush()
+    assert client.get("/v1/stats?project=a", headers=ADMIN).get_json()["purged"] == 4
+    assert client.get("/v1/stats?project=b", headers=ADMIN).get_json()["purged"] == 3
+
+
+def test_a_short_read_of_a_cached_file_is_a_miss(make_app, folder, monkeypatch):
+    from shield.cache.entries import Entry
+
+    app = make_app({"demo": {"origin": str(folder) + "/"}})
+    client = client_of(app)
+    url = "/demo/astronaut.png?w=220&fmt=png"  # a file in the cache, small enough for the hot set
+    good = client.get(url)
+    assert good.headers["X-Cache"] == "MISS" and 40_000 < len(good.data) < 128_000
+    real = Entry.read_body
+    monkeypatch.setattr(Entry, "read_body", lambda self: real(self)[:1000])  # the disk gives less
+    again = client.get(url)
+    monkeypatch.setattr(Entry, "read_body", real)
+    assert again.status_code == 200 and again.headers["X-Cache"] == "MISS"
+    assert again.data == good.data and int(again.headers["Content-Length"]) == len(good.data)

@@ -290,7 +290,10 @@ _PLAIN_ENVIRON = 40  # a WSGI environ without headers holds fewer keys than this
 
 def _too_large(environ):
     """414 or 431 for a request over the limits gunicorn applies, under any WSGI server; else None."""
-    if len(environ) < _PLAIN_ENVIRON and len(environ.get("PATH_INFO", "")) + len(environ.get("QUERY_STRING", "")) < 8000:
+    if (
+        len(environ) < _PLAIN_ENVIRON
+        and len(environ.get("PATH_INFO", "")) + len(environ.get("QUERY_STRING", "")) < 8000
+    ):
         return None  # nearly every request: far from both limits
     uri = environ.get("RAW_URI") or environ.get("REQUEST_URI")
     if uri is None:

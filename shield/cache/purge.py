@@ -128,20 +128,21 @@ class Purger:
                     raise Conflict("This idempotency_key was used for a different purge; use a new key.")
                 return json.loads(row[1])
         started = time.perf_counter()
-        purged = 0
+        purged, counts = 0, {}  # counts: variants removed per project, for its stats
         for tag in req.tags:
-            purged += self.store.purge_tag(tag, req.within)
+            purged += self.store.purge_tag(tag, req.within, counts=counts)
         for asset_id in req.ids:
             asset = self.assets.get(asset_id)
             if asset is not None and req.within in (None, asset.project):
                 self.store.purge_tag(f"asset-{asset_id}", asset.project)
                 purged += 1  # an id counts once, found, whatever number of variants it had
+                counts[asset.project] = counts.get(asset.project, 0) + 1
         for project, path in req.paths:
-            purged += self.store.purge_file(project, path)
+            purged += self.store.purge_file(project, path, counts=counts)
         for project, prefix in req.prefixes:
-            purged += self.store.purge_prefix(project, prefix)
+            purged += self.store.purge_prefix(project, prefix, counts=counts)
         if req.everything:
-            purged += self.store.purge_project(req.everything)
+            purged += self.store.purge_project(req.everything, counts=counts)
         result = {"purged": purged, "status": "done", "purge_id": uuid.uuid4().hex}
         if req.idempotency_key and db is not None:
             now = time.time()
@@ -152,7 +153,9 @@ class Purger:
             db.execute("DELETE FROM purges WHERE created < ?", (now - KEEP_RECORDS,))
             row = db.execute("SELECT result FROM purges WHERE key = ?", (record_key,)).fetchone()
             result = json.loads(row[0])
-        self.stats.incr(req.everything or "", "purged", purged)
+        for project, n in counts.items():
+            if n:
+                self.stats.incr(project, "purged", n)
         logs.event(
             "purge",
             purge_id=result["purge_id"],

@@ -13,7 +13,6 @@ from the origin and the fault is logged once.
 import logging
 import os
 import sqlite3
-import threading
 import time
 
 import diskcache
@@ -21,63 +20,14 @@ import diskcache
 from .. import logs
 from .entries import Entry, pack_entry, unpack_entry
 from .hot import Generation
+from .lru import ReadCache as _Cache
+from .lru import real_thread_local as _real_thread_local
 from .upkeep import Upkeep, rollback
 
 __all__ = ["Entry", "Store", "meta_key_of", "original_key_of", "variant_key_of"]
 
-# Reads do not write: access times are refreshed at most this often per entry,
-# which keeps "least recently used goes first" to within a minute.
-TOUCH_INTERVAL = 60.0
 PURGE_CHUNK = 500
 RETRY_OPEN_AFTER = 5.0
-
-
-def _real_thread_local():
-    """threading.local of the OS thread, even under gevent's monkey-patching.
-
-    diskcache keeps its SQLite connection in a threading.local; patched, that
-    is greenlet-local and every concurrent request would open its own
-    connection (three file descriptors and a dozen PRAGMAs each). SQLite calls
-    never yield to gevent, so the greenlets of one thread can share one.
-    """
-    try:
-        from gevent import monkey
-
-        return monkey.get_original("threading", "local")()
-    except (ImportError, AttributeError):  # pragma: no cover
-        return threading.local()
-
-
-class _Cache(diskcache.Cache):
-    """diskcache with a read path that takes no write lock.
-
-    Cache.get under the least-recently-used policy opens a write transaction
-    on every read to bump access_time; with several workers every hit would
-    queue on SQLite's single writer. `read` selects without a transaction and
-    refreshes access_time only when it is older than TOUCH_INTERVAL.
-    """
-
-    def read(self, key):
-        db_key, raw = self._disk.put(key)
-        now = time.time()
-        rows = self._sql(
-            "SELECT rowid, access_time, mode, filename, value FROM Cache"
-            " WHERE key = ? AND raw = ? AND (expire_time IS NULL OR expire_time > ?)",
-            (db_key, raw, now),
-        ).fetchall()
-        if not rows:
-            return None
-        ((rowid, access_time, mode, filename, value),) = rows
-        try:
-            found = self._disk.fetch(mode, filename, value, True)
-        except OSError:
-            return None
-        if now - (access_time or 0) > TOUCH_INTERVAL:
-            try:
-                self._sql("UPDATE Cache SET access_time = ? WHERE rowid = ?", (now, rowid))
-            except sqlite3.OperationalError:
-                pass  # another writer is busy; the next read will touch it
-        return found
 
 
 _INDEX_SCHEMA = """
@@ -145,7 +95,7 @@ class Store:
         return self._open() is not None
 
     def health(self):
-        """"ok", "unavailable" (cannot be opened) or "unwritable" (writes fail): images then come from the origin."""
+        """ "ok", "unavailable" (cannot be opened) or "unwritable" (writes fail): images then come from the origin."""
         cache = self._open()
         if cache is None:
             return "unavailable"
@@ -295,16 +245,25 @@ class Store:
                 cache.delete(original_key_of(project, path, meta["version"]))
             self._index.execute("DELETE FROM files WHERE project = ? AND path = ?", (project, path))
 
-    def _purge(self, variant_sql, file_sql, params):
+    def _purge(self, variant_sql, file_sql, params, counts=None):
+        """Remove what the queries find; `counts` ({project: n}) gets the variants removed per project."""
+
         def run(cache):
             rows = self._index.execute(variant_sql, params).fetchall()
-            keys = [r[0] for r in rows]
+            by_project = {}
+            for key, project, _path in rows:
+                by_project.setdefault(project, []).append(key)
             files = {(r[1], r[2]) for r in rows}
             if file_sql:
                 files |= set(self._index.execute(file_sql, params).fetchall())
             self.purges.bump()  # first: a fetch or transform under way now will not store
+            removed = 0
             try:
-                removed = self._delete_keys(cache, keys)
+                for project, keys in by_project.items():
+                    n = self._delete_keys(cache, keys)
+                    removed += n
+                    if counts is not None:
+                        counts[project] = counts.get(project, 0) + n
                 self._forget_files(cache, files)
             finally:
                 self.generation.bump()
@@ -312,36 +271,40 @@ class Store:
 
         return self._guard("purge", 0, run)
 
-    def purge_tag(self, tag, project=None):
+    def purge_tag(self, tag, project=None, counts=None):
         """Every variant with this tag (of one project only, when it is given)."""
         return self._purge(
             "SELECT v.key, v.project, v.path FROM variant_tags t JOIN variants v ON v.key = t.key"
             " WHERE t.tag = ?" + (" AND v.project = ?" if project else ""),
             None,
             (tag, project) if project else (tag,),
+            counts,
         )
 
-    def purge_file(self, project, path):
+    def purge_file(self, project, path, counts=None):
         """Every variant of one file (all sizes and formats), and its stored original."""
         return self._purge(
             "SELECT key, project, path FROM variants WHERE project = ? AND path = ?",
             "SELECT project, path FROM files WHERE project = ? AND path = ?",
             (project, path),
+            counts,
         )
 
-    def purge_prefix(self, project, prefix):
+    def purge_prefix(self, project, prefix, counts=None):
         hi = prefix + "\U0010ffff"
         return self._purge(
             "SELECT key, project, path FROM variants WHERE project = ? AND path >= ? AND path < ?",
             "SELECT project, path FROM files WHERE project = ? AND path >= ? AND path < ?",
             (project, prefix, hi),
+            counts,
         )
 
-    def purge_project(self, project):
+    def purge_project(self, project, counts=None):
         return self._purge(
             "SELECT key, project, path FROM variants WHERE project = ?",
             "SELECT project, path FROM files WHERE project = ?",
             (project,),
+            counts,
         )
 
     def drop_variants_of(self, project, path, except_version):
