@@ -1,8 +1,9 @@
 """The projects in force: the configuration file's, changed by the admin API.
 
 Projects made, changed or deleted through /v1/projects live in `projects.db`
-(SQLite, in state_dir), over the file's: a change there wins, a deletion
-hides a file project. Every write moves a counter in a small mapped file
+(SQLite, in state_dir), over the file's: a deletion hides a file project, and
+a PATCH of a file project keeps only the fields it changed, over the file's
+current values (a later edit of the file's other fields applies at restart). Every write moves a counter in a small mapped file
 (`projects.changes`) that each lookup reads, so a request that starts after a
 write was answered, in any worker, sees that write; the table's own change
 counter is checked too, at most every REFRESH_INTERVAL.
@@ -21,6 +22,14 @@ from .settings import ConfigError, build_project
 from .statedb import StateDB
 
 REFRESH_INTERVAL = 0.5
+OVERRIDES = "_overrides"  # a stored row holding only the API's changes to a file project
+
+
+def project_fields(project, changes):
+    """The validated values of the fields named in `changes`."""
+    settings = project.settings()
+    return {name: settings[name] for name in changes if name in settings and name != "name"}
+
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS projects (
@@ -83,7 +92,14 @@ class Registry:
                 projects.pop(name, None)
                 continue
             try:
-                projects[name] = build_project(name, json.loads(body), where="api projects")
+                table = json.loads(body)
+                if OVERRIDES in table:
+                    # A file project changed through the API: the changed fields over the
+                    # file's current ones, so later edits of the file's other fields apply.
+                    if name not in self._file_projects:
+                        continue  # gone from the file: nothing left to change
+                    table = {**self._file_projects[name].settings(), **table[OVERRIDES]}
+                projects[name] = build_project(name, table, where="api projects")
             except (ConfigError, ValueError) as exc:
                 logs.fault_once(f"project_invalid_{name}", error=str(exc))
         self._projects, self._by_domain, self._seen_version = projects, _domains(projects), version
@@ -146,13 +162,33 @@ class Registry:
         current = self.get(name)
         if current is None:
             return None
-        merged = {**current.settings(), **changes}
+        changes = dict(changes)
         if "signing_key" in changes and changes["signing_key"] in (["***"], "***"):
-            merged["signing_key"] = current.settings()["signing_key"]
+            changes["signing_key"] = current.settings()["signing_key"]
+        merged = {**current.settings(), **changes}
         project = build_project(name, merged, where="projects")
         self._check_domain(project)
-        self._write(name, project.settings())
+        overrides = self._overrides(name)
+        if overrides is not None:  # a file project: keep only what the API changed
+            self._write(name, {OVERRIDES: {**overrides, **project_fields(project, changes)}})
+        else:
+            self._write(name, project.settings())
         return project
+
+    def _overrides(self, name):
+        """The API's changes to a file project ({} before the first), or None for an API-made project."""
+        if name not in self._file_projects:
+            return None
+        db = self._conn()
+        row = (
+            db.execute("SELECT body, deleted FROM projects WHERE name = ?", (name,)).fetchone()
+            if db
+            else None
+        )
+        if row is None:
+            return {}
+        body = json.loads(row[0]) if row[0] else {}
+        return body.get(OVERRIDES) if not row[1] and OVERRIDES in body else None
 
     def delete(self, name):
         self._refresh(force=True)

@@ -355,3 +355,15 @@ def test_a_short_read_of_a_cached_file_is_a_miss(make_app, folder, monkeypatch):
     monkeypatch.setattr(Entry, "read_body", real)
     assert again.status_code == 200 and again.headers["X-Cache"] == "MISS"
     assert again.data == good.data and int(again.headers["Content-Length"]) == len(good.data)
+
+
+def test_a_patch_of_a_file_project_does_not_shadow_later_file_edits(make_app, folder):
+    first = client_of(make_app({"demo": {"origin": str(folder) + "/", "quality": 80}}, admin_token=ADMIN_TOKEN))
+    patched = first.patch("/v1/projects/demo", headers=ADMIN, json={"quality": 50})
+    assert patched.status_code == 200 and patched.get_json()["quality"] == 50
+    # The file is edited and shield restarts (same state_dir): both changes hold.
+    edited = {"demo": {"origin": str(folder) + "/", "quality": 80, "max_width": 100}}
+    second = client_of(make_app(edited, admin_token=ADMIN_TOKEN))
+    project = second.get("/v1/projects/demo", headers=ADMIN).get_json()
+    assert project["quality"] == 50 and project["max_width"] == 100
+    assert imaging.decode(second.get("/demo/rocket.jpg?w=400").data).size == (100, 67)
