@@ -16,6 +16,8 @@ class OriginState:
         self.delay = 0.0
         self.delays = {}  # path -> seconds before answering that path
         self.headers_304 = {}  # path -> the headers its 304s carry instead of its 200's
+        self.chunked = set()  # paths answered with Transfer-Encoding: chunked (no Content-Length)
+        self.trickle = {}  # path -> (bytes, seconds): the body sent that many bytes at a time, pausing
         self.lock = threading.Lock()
 
     def count(self, path=None, method=None):
@@ -73,7 +75,31 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.flush()
             self.close_connection = True
             return
+        if path in state.chunked or path in state.trickle:
+            return self._send_slowly(body, headers, *state.trickle.get(path, (16384, 0.0)))
         self._send(200, body, headers)
+
+    def _send_slowly(self, body, headers, size, pause):
+        """200 in chunks (chunked transfer coding when asked for), pausing between them."""
+        chunked = self.path.split("?", 1)[0] in self.server.state.chunked
+        self.send_response(200)
+        for k, v in headers.items():
+            self.send_header(k, v)
+        self.send_header(
+            "Transfer-Encoding" if chunked else "Content-Length", "chunked" if chunked else str(len(body))
+        )
+        self.end_headers()
+        try:
+            for start in range(0, len(body), size):
+                part = body[start : start + size]
+                self.wfile.write(b"%x\r\n%s\r\n" % (len(part), part) if chunked else part)
+                self.wfile.flush()
+                if pause:
+                    time.sleep(pause)
+            if chunked:
+                self.wfile.write(b"0\r\n\r\n")
+        except (BrokenPipeError, ConnectionResetError):
+            self.close_connection = True
 
     def do_HEAD(self):
         state = self.server.state

@@ -237,7 +237,11 @@ def test_across_two_workers(gunicorn, tmp_path, folder, origin):
     config = server_config(tmp_path, f'[projects.web]\norigin = "{origin.url}"\nallow_private_origin = true')
     server = gunicorn(config, workers=2)
 
+    sent = []  # image requests made here: what the stats and the metrics must both count
+
     def get(url, **kw):
+        if not url.startswith(("/v1/", "/health", "/metrics")):
+            sent.append(url)
         return requests.get(
             server.url + url, headers={"Connection": "close", **kw.pop("headers", {})}, timeout=30, **kw
         )
@@ -282,7 +286,7 @@ def test_across_two_workers(gunicorn, tmp_path, folder, origin):
     time.sleep(1.0)
     counted = requests.get(server.url + "/v1/stats", headers=AUTH, timeout=10).json()
     metrics_text = requests.get(server.url + "/metrics", timeout=10).text
-    assert counted["requests"] == metric_sum(metrics_text, "shield_requests_total")
+    assert counted["requests"] == len(sent) == metric_sum(metrics_text, "shield_requests_total")
     assert counted["requests"] == counted["hits"] + counted["misses"] + counted["errors"] + counted["stale"]
 
     # The project survives a restart.

@@ -358,7 +358,9 @@ def test_a_short_read_of_a_cached_file_is_a_miss(make_app, folder, monkeypatch):
 
 
 def test_a_patch_of_a_file_project_does_not_shadow_later_file_edits(make_app, folder):
-    first = client_of(make_app({"demo": {"origin": str(folder) + "/", "quality": 80}}, admin_token=ADMIN_TOKEN))
+    first = client_of(
+        make_app({"demo": {"origin": str(folder) + "/", "quality": 80}}, admin_token=ADMIN_TOKEN)
+    )
     patched = first.patch("/v1/projects/demo", headers=ADMIN, json={"quality": 50})
     assert patched.status_code == 200 and patched.get_json()["quality"] == 50
     # The file is edited and shield restarts (same state_dir): both changes hold.

@@ -157,19 +157,30 @@ def test_files_that_are_not_images_are_unsupported(shield_app, client, folder, k
 
 
 def peak_rss_reset():
-    """Reset the peak RSS counter where the kernel allows it; the current (peak) RSS in bytes."""
+    """Reset the peak RSS counter; the current (peak) RSS in bytes. Fails when it cannot be reset:
+    a lifetime peak left over from earlier tests would hide any growth here."""
     try:
         with open("/proc/self/clear_refs", "w") as fh:
             fh.write("5")
-    except OSError:
-        pass
-    return peak_rss()
+    except OSError as exc:
+        pytest.fail(f"cannot reset the peak RSS counter ({exc}): the memory check could not measure")
+    status = _status()
+    peak, now = _kb(status["VmHWM"]), _kb(status["VmRSS"])
+    assert peak - now < 8 * 2**20, "the peak RSS counter was not reset"
+    return peak
+
+
+def _status():
+    with open("/proc/self/status") as fh:
+        return dict(line.split(":", 1) for line in fh if ":" in line)
+
+
+def _kb(field):
+    return int(field.split()[0]) * 1024
 
 
 def peak_rss():
-    with open("/proc/self/status") as fh:
-        fields = dict(line.split(":", 1) for line in fh if ":" in line)
-    return int(fields["VmHWM"].split()[0]) * 1024
+    return _kb(_status()["VmHWM"])
 
 
 @pytest.mark.parametrize("kind", sorted(BOMBS))
