@@ -89,7 +89,8 @@ def free_port():
 class Gunicorn:
     """shield under gunicorn with gevent workers, started from a config file."""
 
-    def __init__(self, config_path, workers=2, env=None):
+    def __init__(self, config_path, workers=2, env=None, prefix=()):
+        self.prefix = list(prefix)  # a command that runs gunicorn (prlimit ...)
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.env = {
@@ -103,7 +104,7 @@ class Gunicorn:
 
     def start(self):
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "app:app"],
+            [*self.prefix, sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "app:app"],
             cwd=ROOT,
             env=self.env,
             stdout=subprocess.DEVNULL,
@@ -140,10 +141,10 @@ class Gunicorn:
 def gunicorn(tmp_path):
     started = []
 
-    def start(config_text, workers=2, env=None):
+    def start(config_text, workers=2, env=None, prefix=()):
         path = tmp_path / f"shield-{len(started)}.toml"
         path.write_text(config_text)
-        server = Gunicorn(path, workers=workers, env=env).start()
+        server = Gunicorn(path, workers=workers, env=env, prefix=prefix).start()
         started.append(server)
         return server
 

@@ -369,3 +369,29 @@ def test_a_patch_of_a_file_project_does_not_shadow_later_file_edits(make_app, fo
     project = second.get("/v1/projects/demo", headers=ADMIN).get_json()
     assert project["quality"] == 50 and project["max_width"] == 100
     assert imaging.decode(second.get("/demo/rocket.jpg?w=400").data).size == (100, 67)
+
+
+@pytest.mark.slow
+def test_a_full_disk_serves_from_the_origin_and_says_degraded(gunicorn, tmp_path, folder):
+    # RLIMIT_FSIZE: no file of the server may grow past 300 KB, as on a disk that is full
+    # (writes fail with EFBIG; Python ignores SIGXFSZ). The original astronaut.png and its
+    # full-size PNG are larger, so neither can be stored.
+    server = gunicorn(
+        server_config(tmp_path, f'[projects.demo]\norigin = "{folder}/"\n'),
+        workers=1,
+        prefix=["prlimit", "--fsize=300000"],
+    )
+    assert requests.get(server.url + "/health", timeout=10).json()["status"] == "ok"
+    for _ in range(2):
+        resp = requests.get(server.url + "/demo/astronaut.png?fmt=png&q=79", timeout=60)
+        assert resp.status_code == 200 and len(resp.content) > 300_000
+        assert resp.headers["X-Cache"] == "MISS"  # nothing could be stored: made again
+        assert imaging.decode(resp.content).size == (512, 512)
+    assert requests.get(server.url + "/demo/rocket.jpg?w=40", timeout=30).status_code == 200
+    health = requests.get(server.url + "/health", timeout=10).json()
+    assert health == {"status": "degraded", "cache": "unwritable"}
+    server.proc.terminate()
+    server.proc.wait(15)
+    logged = server.proc.stderr.read().decode(errors="replace")
+    assert "cannot rollback" not in logged
+    assert "cache_write" in logged or "cache_upkeep" in logged or "File too large" in logged
