@@ -4,8 +4,9 @@ VENV ?= .venv
 PYTHON ?= python3
 PORT ?= 8000
 APT_PACKAGES := libmagickwand-6.q16-6 libmagickcore-6.q16-6-extra icc-profiles-free
-# The dashboard's browser tests drive Debian's Chromium (never a downloaded browser).
-TEST_APT_PACKAGES := chromium fonts-dejavu-core
+# The dashboard's browser tests drive Debian's Chromium (never a downloaded browser);
+# the cluster tests start Debian's redis-server and haproxy on free loopback ports.
+TEST_APT_PACKAGES := chromium fonts-dejavu-core redis-server haproxy
 export PORT
 
 .PHONY: run test lint format system-deps test-deps deps clean
@@ -43,12 +44,12 @@ system-deps:
 	fi
 
 test-deps:
-	@if command -v chromium >/dev/null; then exit 0; fi; \
+	@if command -v chromium >/dev/null && command -v redis-server >/dev/null && command -v haproxy >/dev/null; then exit 0; fi; \
 	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 		echo "installing $(TEST_APT_PACKAGES)"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(TEST_APT_PACKAGES) >/dev/null; \
 	else \
-		echo "the dashboard's browser tests need Chromium; they are skipped without it:"; \
+		echo "the browser and cluster tests need Chromium, Redis and HAProxy; they are skipped without them:"; \
 		echo "    sudo apt-get install $(TEST_APT_PACKAGES)"; \
 	fi
 

@@ -30,6 +30,8 @@
     ├── RateLimited             429 rate_limited      (Retry-After)
     ├── HeadersTooLarge         431 headers_too_large
     ├── Overloaded              503 overloaded        (Retry-After)
+    ├── NotReady                503 not_ready         (a cluster node still replaying)
+    ├── ClusterUnavailable      503 cluster_unavailable (a cluster write while Redis is away)
     └── OriginFailure
         ├── OriginError         502 origin_error
         │   ├── OriginUnreachable   (no connection: refused, DNS)
@@ -250,6 +252,19 @@ class Overloaded(ShieldError):
     status = 503
     code = "overloaded"
     default_message = "shield is busy transforming images; retry after the Retry-After seconds."
+
+
+class NotReady(ShieldError):
+    status = 503
+    code = "not_ready"
+    default_message = "This node is replaying the purges it missed; it serves again when it has caught up."
+
+
+class ClusterUnavailable(ShieldError):
+    status = 503
+    code = "cluster_unavailable"
+    default_message = "Redis, which holds the cluster's projects and keys, cannot be reached: retry shortly."
+    retry_after = 5
 
 
 class OriginFailure(ShieldError):

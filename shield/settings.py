@@ -192,6 +192,26 @@ def _url_base(value):
 
 _url_base.kind = "str"
 
+
+def _redis_url(value):
+    value = _str(value).strip()
+    if value and not re.fullmatch(r"rediss?://[^\s/?#]+(/[0-9]{1,2})?", value):
+        raise ValueError("expected redis://host:port/db")
+    return value
+
+
+_redis_url.kind = "str"
+
+
+def _node_id(value):
+    value = _str(value).strip()
+    if value and not re.fullmatch(r"[A-Za-z0-9._-]{1,64}", value):
+        raise ValueError("expected 1-64 characters of A-Z a-z 0-9 . _ -")
+    return value
+
+
+_node_id.kind = "str"
+
 API_RATE_LIMITS = {"optimize": 300, "resize": 1200, "purge": 30}
 
 
@@ -319,6 +339,24 @@ SHIELD_SETTINGS = [
         "",
         _str,
         "Folder of the asset store (optimize results, uploads); empty: <state_dir>/assets. Share it between nodes.",
+    ),
+    Setting(
+        "redis_url",
+        "",
+        _redis_url,
+        "Cluster mode: redis://host:port/db shared by every node (purges, projects, keys, rate limits, stats). Empty: one node, no Redis.",
+    ),
+    Setting(
+        "node_id",
+        "",
+        _node_id,
+        "This node's name in cluster answers; empty: the host name and a hash of cache_dir.",
+    ),
+    Setting(
+        "cluster_purge_wait",
+        2.0,
+        _float(0, 30),
+        "Seconds a purge waits for every live node to apply it before answering scheduled instead of done.",
     ),
     Setting(
         "public_url",

@@ -22,7 +22,15 @@ from ..cache.flight import Flight
 from ..cache.purge import Purger
 from ..cache.store import Store
 from ..delivery import Delivery
-from ..errors import HeadersTooLarge, MethodNotAllowed, NotFound, ShieldError, Unauthorized, UriTooLong
+from ..errors import (
+    HeadersTooLarge,
+    MethodNotAllowed,
+    NotFound,
+    NotReady,
+    ShieldError,
+    Unauthorized,
+    UriTooLong,
+)
 from ..guard.keys import KeyRing
 from ..guard.security import ClientAddress, Guard
 from ..headers import SECURITY_HEADERS
@@ -86,10 +94,20 @@ class Services:
             settings, self.delivery.originals, self.pool, self.flight, self.assets, self.stats
         )
         self.served_by = f"{socket.gethostname()}-{{pid}}" if settings.served_by_header else None
+        self.cluster = None
+        if settings.redis_url:
+            from ..cluster import node as cluster_node
+
+            self.cluster = cluster_node.Node(settings, self)
+            self.purger = self.cluster.purger
+            if settings.served_by_header:
+                self.served_by = f"{self.cluster.node_id}-{{pid}}"
 
     def start_background(self):
         """Once per worker process, under gevent: the loop that sweeps expired temporary uploads."""
         self._background_pid = os.getpid()
+        if self.cluster is not None:
+            self.cluster.start()
         if not gevent_patched():
             return
         import gevent
@@ -156,6 +174,15 @@ def create_app(config=None):
         # Still 200 when degraded: images are served from the origin meanwhile.
         cache = services.store.health()
         return {"status": "ok" if cache == "ok" else "degraded", "cache": cache}, 200
+
+    @app.get("/health/ready")
+    def ready():
+        """200 when this node serves: always on one node; in a cluster, once it has replayed the log."""
+        if services.cluster is None:
+            return {"status": "ready"}, 200
+        if not services.cluster.ready():
+            raise NotReady()
+        return {"status": "ready", "node": services.cluster.node_id}, 200
 
     @app.get("/metrics")
     def prometheus():

@@ -307,6 +307,28 @@ class Store:
             counts,
         )
 
+    def drop_all(self):
+        """Forget every variant and original (a cluster node that cannot trust its cache): how many went."""
+
+        def run(cache):
+            self.purges.bump()
+            try:
+                count = len(cache)
+                cache.clear()
+                self._index.execute("BEGIN IMMEDIATE")
+                try:
+                    for table in ("variants", "variant_tags", "files"):
+                        self._index.execute(f"DELETE FROM {table}")  # noqa: S608 - fixed names
+                    self._index.execute("COMMIT")
+                except BaseException:
+                    rollback(self._index)
+                    raise
+            finally:
+                self.generation.bump()
+            return count
+
+        return self._guard("purge", 0, run)
+
     def drop_variants_of(self, project, path, except_version):
         """A changed original makes the variants of its old bytes garbage: delete them now."""
         marker = f"|{except_version}|" if except_version else None
