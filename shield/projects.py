@@ -61,6 +61,7 @@ class Registry:
         self._seen_version = None
         self._checked_at = 0.0
         self._lock = threading.Lock()
+        self.on_write = None  # cluster mode: called with every row written here
 
     def _conn(self):
         return self._state.get()
@@ -133,6 +134,19 @@ class Registry:
         return [self._projects[name] for name in sorted(self._projects)]
 
     def _write(self, name, body, deleted=False, created=False):
+        row = {
+            "name": name,
+            "body": json.dumps(body) if body is not None else None,
+            "deleted": int(deleted),
+            "updated": time.time(),
+            "created": time.time() if created else None,
+        }
+        self.apply_row(row)
+        if self.on_write is not None:
+            self.on_write(row)  # cluster mode: to every other node
+
+    def apply_row(self, row):
+        """Store one row as written here or on another node (cluster mode); every worker sees it."""
         db = self._conn()
         if db is None:
             raise OSError(f"cannot open {self.path}")
@@ -141,12 +155,22 @@ class Registry:
                 "INSERT INTO projects (name, body, deleted, updated) VALUES (?, ?, ?, ?)"
                 " ON CONFLICT (name) DO UPDATE SET body = excluded.body, deleted = excluded.deleted,"
                 " updated = excluded.updated",
-                (name, json.dumps(body) if body is not None else None, int(deleted), time.time()),
+                (row["name"], row["body"], row["deleted"], row["updated"]),
             )
-            if created:
-                db.execute("INSERT OR REPLACE INTO created (name, at) VALUES (?, ?)", (name, time.time()))
+            if row.get("created"):
+                db.execute(
+                    "INSERT OR REPLACE INTO created (name, at) VALUES (?, ?)", (row["name"], row["created"])
+                )
         self._changes.bump()
         self._refresh(force=True)
+
+    def rows(self):
+        """Every stored row, as apply_row takes them (a cluster node seeds Redis with these)."""
+        db = self._conn()
+        found = db.execute(
+            "SELECT p.name, p.body, p.deleted, p.updated, c.at FROM projects p LEFT JOIN created c ON c.name = p.name"
+        ).fetchall()
+        return [dict(zip(("name", "body", "deleted", "updated", "created"), r, strict=True)) for r in found]
 
     def create(self, name, table):
         project = build_project(name, table, where="projects")

@@ -106,7 +106,7 @@ def node_config(tmp_path, name, redis_url, projects, assets, extra=""):
     text = server_config(
         base,
         projects,
-        extra=f'redis_url = "{redis_url}"\nnode_id = "{name}"\nasset_dir = "{assets}"\n{extra}',
+        extra=f'redis_url = "{redis_url}"\nnode_id = "{name}"\nasset_dir = "{assets}"\nlog_level = "warning"\n{extra}',
     )
     path = base / "shield.toml"
     path.write_text(text)

@@ -161,6 +161,11 @@ def create_app(config=None):
         logs.logger.exception("unhandled_error", extra={"fields": {"path": request.path}})
         return error_response(ShieldError())
 
+    @app.before_request
+    def cluster_writes():
+        if services.cluster is not None:
+            services.cluster.check_writable(request.method, request.path)
+
     @app.after_request
     def security_headers(resp):
         for name, value in SECURITY_HEADERS.items():
@@ -182,7 +187,7 @@ def create_app(config=None):
             return {"status": "ready"}, 200
         if not services.cluster.ready():
             raise NotReady()
-        return {"status": "ready", "node": services.cluster.node_id}, 200
+        return {"status": "ready", "node": services.cluster.node_id, "epoch": services.cluster.epoch()}, 200
 
     @app.get("/metrics")
     def prometheus():

@@ -36,13 +36,18 @@ def ready_path(state_dir):
     return os.path.join(state_dir, "cluster-ready")
 
 
-def is_ready(state_dir):
-    """Whether this run of the node (this gunicorn master) has caught up with the log."""
+def ready_epoch(state_dir):
+    """The epoch of the Redis this run of the node (this gunicorn master) has caught up with, or None."""
     try:
         with open(ready_path(state_dir)) as fh:
-            return fh.read().strip() == str(_run_id())
+            run, _, epoch = fh.read().strip().partition(" ")
     except OSError:
-        return False
+        return None
+    return epoch if run == str(_run_id()) else None
+
+
+def is_ready(state_dir):
+    return ready_epoch(state_dir) is not None
 
 
 def _run_id():
@@ -52,8 +57,10 @@ def _run_id():
 
 
 class Follower:
-    def __init__(self, settings, store, purger, log):
+    def __init__(self, settings, store, purger, log, apply=None, resync=None):
         self.state_dir = settings.state_dir
+        self.apply_other = apply  # entries that are not purges (projects, keys): True when handled
+        self.resync = resync
         self.store = store
         self.purger = purger  # the node's local Purger
         self.log = log
@@ -104,7 +111,7 @@ class Follower:
                 pass
         self._heartbeat()
         with open(ready_path(self.state_dir) + ".tmp", "w") as fh:
-            fh.write(str(_run_id()))
+            fh.write(f"{_run_id()} {epoch}")
         os.replace(ready_path(self.state_dir) + ".tmp", ready_path(self.state_dir))
         self.caught_up = True
         logs.event("cluster_ready", node=self.log.node_id, seq=self.position["seq"])
@@ -143,7 +150,7 @@ class Follower:
             return False
         for entry_id, fields in entries:
             seq = int(fields["seq"])
-            if seq != self.position["seq"] + 1 and self.position["seq"]:
+            if seq != self.position["seq"] + 1:
                 self._drop_cache(self.position["epoch"], f"log gap: {self.position['seq']} then {seq}")
                 return False
             if fields.get("node") != self.log.node_id:
@@ -157,6 +164,8 @@ class Follower:
 
     def _apply(self, body):
         if body.get("kind") != "purge":
+            if self.apply_other is not None:
+                self.apply_other(body)
             return
         req = PurgeRequest(
             tags=tuple(body["tags"]),
@@ -179,12 +188,15 @@ class Follower:
         self.position = {
             "epoch": epoch,
             "id": last[0][0] if last else "0-0",
-            "seq": int(last[0][1]["seq"]) if last else 0,
+            # An empty stream may have been trimmed: the next entry is the counter's next.
+            "seq": int(last[0][1]["seq"]) if last else self._last_seq(),
         }
         self._save_position()
         seq = self.position["seq"]
         self.link.call(lambda r: r.hset(APPLIED, self.log.node_id, seq))
         logs.event("cluster_cache_dropped", node=self.log.node_id, why=why, entries=dropped)
+        if self.resync is not None:
+            self.resync()  # projects and keys: what Redis holds, seeded with ours where it has none
 
     def _heartbeat(self):
         self.link.call(lambda r: r.zadd(NODES, {self.log.node_id: time.time()}))

@@ -119,6 +119,37 @@ class KeyRing:
         self.path = os.path.join(state_dir, "keys.db")
         self._state = StateDB(self.path, _SCHEMA, private=True)
         self._lock = threading.Lock()
+        self.on_write = None  # cluster mode: called with the rows of every key written here
+
+    def _written(self, *key_ids):
+        if self.on_write is not None:
+            self.on_write(self.rows(key_ids))
+
+    def rows(self, key_ids=None):
+        """Stored keys as rows for another node (their secrets included: they verify signatures there)."""
+        sql = f"SELECT {self._COLUMNS} FROM keys"
+        if key_ids is not None:
+            sql += f" WHERE id IN ({','.join('?' * len(key_ids))})"
+        found = self._db().execute(sql, tuple(key_ids or ())).fetchall()
+        return [dict(zip(self._COLUMNS.split(", "), r, strict=True)) for r in found]
+
+    def apply_rows(self, rows):
+        """Keys written on another node (cluster mode), stored as they are there."""
+        db = self._db()
+        with self._lock:
+            for row in rows:
+                key = Key(
+                    row["id"],
+                    row["project"],
+                    row["name"],
+                    tuple(s for s in row["scopes"].split(",") if s),
+                    row["created"],
+                    row["expires"],
+                    row["revoked"],
+                    row["secret"],
+                )
+                db.execute("DELETE FROM keys WHERE id = ?", (key.id,))
+                self._insert(db, key)
 
     def _db(self):
         db = self._state.get()
@@ -151,6 +182,7 @@ class KeyRing:
             raise InvalidParam("expires_at", "must be in the future")
         key = Key(new_id(), project, name, scopes, time.time(), expires, None, new_secret())
         self._insert(self._db(), key)
+        self._written(key.id)
         logs.event("key_created", project=project, key_id=key.id, scopes=list(scopes))
         return key
 
@@ -206,6 +238,7 @@ class KeyRing:
             except BaseException:
                 db.execute("ROLLBACK")
                 raise
+        self._written(key_id, key.id)
         logs.event("key_rotated", project=project, key_id=key_id, new_key_id=key.id)
         return key
 
@@ -216,15 +249,23 @@ class KeyRing:
         self._db().execute(
             "UPDATE keys SET revoked = ? WHERE id = ? AND revoked IS NULL", (time.time(), key_id)
         )
+        self._written(key_id)
         logs.event("key_revoked", project=project, key_id=key_id)
         return True
 
     def revoke_project(self, project):
         """Deleting a project revokes its keys: a new project of that name starts with none."""
         try:
-            self._db().execute(
+            db = self._db()
+            ids = [
+                r[0]
+                for r in db.execute("SELECT id FROM keys WHERE project = ? AND revoked IS NULL", (project,))
+            ]
+            db.execute(
                 "UPDATE keys SET revoked = ? WHERE project = ? AND revoked IS NULL", (time.time(), project)
             )
+            if ids:
+                self._written(*ids)
         except (OSError, sqlite3.Error) as exc:
             logs.fault_once("keys_revoke_failed", project=project, error=str(exc))
 

@@ -1,0 +1,207 @@
+"""Cluster mode (contract section 12) with the real daemons: redis-server, two shield nodes
+under gunicorn, HAProxy with deploy/haproxy.cfg, all on free loopback ports."""
+
+import os
+import shutil
+import signal
+import statistics
+import time
+
+import pytest
+import requests
+
+from shield.cluster.link import Link
+from shield.cluster.log import STREAM, Log
+from tests import imaging
+from tests.cluster import HAProxy, Node, RedisServer, node_config
+from tests.conftest import ADMIN_TOKEN, ROOT
+
+pytestmark = [pytest.mark.slow, pytest.mark.cluster]
+ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+RED, BLUE = (220, 30, 30), (30, 30, 220)
+
+
+def solid(colour):
+    return imaging.encode(imaging.halves(160, 100, colour, colour), "JPEG")
+
+
+def colour_of(resp):
+    return imaging.mean_color(imaging.decode(resp.content))
+
+
+@pytest.fixture
+def fleet(tmp_path):
+    """start(name) -> a node; the Redis; the origin folder. Everything is stopped afterwards."""
+    folder = tmp_path / "images"
+    shutil.copytree(os.path.join(ROOT, "samples"), folder)
+    (folder / "p.jpg").write_bytes(solid(RED))
+    redis_server = RedisServer().start()
+    projects = f'[projects.demo]\norigin = "{folder}/"\ncache_ttl = 3600\n'
+    started, configs = [], {}
+
+    def start(name, workers=2, extra="cluster_purge_wait = 2.0"):
+        if name not in configs:
+            configs[name] = node_config(
+                tmp_path, name, redis_server.url, projects, tmp_path / "assets", extra
+            )
+        node = Node(configs[name], workers=workers).start()
+        started.append(node)
+        return node
+
+    fleet = type("Fleet", (), {})()
+    fleet.start, fleet.redis, fleet.folder, fleet.tmp = start, redis_server, folder, tmp_path
+    try:
+        yield fleet
+    finally:
+        for node in started:
+            node.stop()
+        redis_server.stop()
+
+
+def purge(node, **body):
+    resp = requests.post(node.url + "/v1/purge", headers=ADMIN, json=body, timeout=30)
+    assert resp.status_code == 200, resp.text
+    return resp.json()
+
+
+def test_a_purge_on_one_node_reaches_the_other_before_it_answers(fleet):
+    a, b = fleet.start("a").wait_ready(), fleet.start("b").wait_ready()
+    url = "/demo/p.jpg?w=80"
+    for node in (a, b):
+        for _ in range(30):  # cached on disk and in each worker's memory
+            assert imaging.close_color(colour_of(requests.get(node.url + url, timeout=30)), RED, 40)
+    times = []
+    colours = [RED, BLUE]
+    for i in range(20):
+        colour = colours[(i + 1) % 2]
+        (fleet.folder / "p.jpg").write_bytes(solid(colour))
+        started = time.monotonic()
+        answer = purge(a, paths=["/demo/p.jpg"])
+        times.append(time.monotonic() - started)
+        assert answer["status"] == "done" and answer["nodes"] == {"a": "done", "b": "done"}
+        for _ in range(4):  # both of b's workers: never the purged bytes
+            resp = requests.get(b.url + url, timeout=30)
+            assert resp.status_code == 200 and imaging.close_color(colour_of(resp), colour, 40)
+    print(
+        f"purge answered with both nodes done: p50 {statistics.median(times) * 1000:.0f} ms, max {max(times) * 1000:.0f} ms"
+    )
+    assert max(times) < 2.0  # under cluster_purge_wait: every answer was "done"
+
+
+def test_a_node_that_was_down_replays_before_it_is_ready(fleet):
+    a, b = fleet.start("a").wait_ready(), fleet.start("b").wait_ready()
+    url = "/demo/p.jpg?w=90"
+    assert imaging.close_color(colour_of(requests.get(b.url + url, timeout=30)), RED, 40)
+    kept = requests.get(b.url + "/demo/rocket.jpg?w=60", timeout=30)
+    b.stop()
+    (fleet.folder / "p.jpg").write_bytes(solid(BLUE))
+    answer = purge(a, paths=["/demo/p.jpg"])
+    assert answer["nodes"]["b"] == "pending" and answer["status"] == "scheduled"
+    # Many more entries while b is away, from a node that is not running: b replays them all.
+    log = Log(Link(fleet.redis.url), "elsewhere", str(fleet.tmp))
+    for i in range(300):
+        log.append(
+            {
+                "kind": "purge",
+                "tags": [f"unrelated-{i}"],
+                "paths": [],
+                "prefixes": [],
+                "everything": None,
+                "ids": [],
+            }
+        )
+    # Redis holds every command for 8 s: b starts, and cannot replay yet.
+    fleet.redis.client().execute_command("CLIENT", "PAUSE", "8000", "ALL")
+    b = fleet.start("b")
+    first = requests.get(b.url + "/health/ready", timeout=10)
+    assert first.status_code == 503 and first.json()["error"]["code"] == "not_ready"
+    image = requests.get(b.url + "/demo/rocket.jpg?w=60", timeout=30)
+    assert image.status_code == 200  # the node answers; the load balancer keeps it out
+    b.wait_ready(timeout=30)
+    resp = requests.get(b.url + url, timeout=30)
+    assert imaging.close_color(colour_of(resp), BLUE, 40)
+    again = requests.get(b.url + "/demo/rocket.jpg?w=60", timeout=30)
+    assert again.headers["X-Cache"] == "HIT" and again.content == kept.content  # the rest was kept
+
+
+def test_a_node_whose_position_was_trimmed_drops_its_cache(fleet):
+    a, b = fleet.start("a").wait_ready(), fleet.start("b").wait_ready()
+    assert requests.get(b.url + "/demo/rocket.jpg?w=61", timeout=30).headers["X-Cache"] == "MISS"
+    assert requests.get(b.url + "/demo/rocket.jpg?w=61", timeout=30).headers["X-Cache"] == "HIT"
+    b.stop()
+    purge(a, tags=["something"])
+    fleet.redis.client().xtrim(STREAM, maxlen=0)
+    purge(a, tags=["something-else"])
+    b = fleet.start("b").wait_ready()
+    assert requests.get(b.url + "/demo/rocket.jpg?w=61", timeout=30).headers["X-Cache"] == "MISS"
+
+
+def test_redis_down_then_replaced(fleet):
+    a, b = fleet.start("a").wait_ready(), fleet.start("b").wait_ready()
+    url = "/demo/p.jpg?w=70"
+    for node in (a, b):
+        assert imaging.close_color(colour_of(requests.get(node.url + url, timeout=30)), RED, 40)
+    fleet.redis.stop(kill=True)
+    statuses = set()
+    for i in range(40):  # images keep flowing, misses included
+        for node in (a, b):
+            statuses.add(requests.get(node.url + f"/demo/rocket.jpg?w={100 + i}", timeout=30).status_code)
+    assert statuses == {200}
+    (fleet.folder / "p.jpg").write_bytes(solid(BLUE))
+    answer = purge(a, paths=["/demo/p.jpg"])
+    assert answer["status"] == "scheduled" and answer["nodes"]["a"] == "done"
+    assert imaging.close_color(colour_of(requests.get(a.url + url, timeout=30)), BLUE, 40)  # applied here
+    write = requests.post(
+        a.url + "/v1/projects",
+        headers=ADMIN,
+        json={"name": "new", "origin": str(fleet.folder) + "/"},
+        timeout=30,
+    )
+    assert write.status_code == 503 and write.json()["error"]["code"] == "cluster_unavailable"
+    # An empty Redis on the same port: every node notices, resyncs, and purges flow again.
+    fleet.redis.start()
+    deadline = time.time() + 10
+    while time.time() < deadline:  # until both have caught up with the new Redis
+        epoch = fleet.redis.client().get("shield:epoch")
+        answers = [requests.get(n.url + "/health/ready", timeout=5) for n in (a, b)]
+        if epoch and all(r.status_code == 200 and r.json()["epoch"] == epoch for r in answers):
+            break
+        time.sleep(0.1)
+    assert time.time() < deadline
+    resp = requests.get(b.url + url, timeout=30)
+    assert imaging.close_color(colour_of(resp), BLUE, 40)  # b dropped what it held under the old Redis
+    (fleet.folder / "p.jpg").write_bytes(solid(RED))
+    deadline = time.time() + 5
+    while True:
+        answer = purge(a, paths=["/demo/p.jpg"])
+        if answer["status"] == "done" or time.time() > deadline:
+            break
+        time.sleep(0.2)
+    assert answer["status"] == "done" and answer["nodes"] == {"a": "done", "b": "done"}
+    assert imaging.close_color(colour_of(requests.get(b.url + url, timeout=30)), RED, 40)
+
+
+def test_haproxy_sends_a_dead_nodes_paths_to_the_other(fleet):
+    a, b = fleet.start("a").wait_ready(), fleet.start("b").wait_ready()
+    proxy = HAProxy([a, b]).start(fleet.tmp)
+    try:
+        owners = {}
+        for name in ("rocket.jpg", "coffee.png", "astronaut.png", "p.jpg"):
+            seen = {
+                requests.get(proxy.url + f"/demo/{name}?w={w}", timeout=30)
+                .headers["X-Served-By"]
+                .rsplit("-", 1)[0]
+                for w in (50, 60, 70)
+            }
+            assert len(seen) == 1  # one node per path, whatever the query
+            owners[name] = seen.pop()
+        victim = b if "b" in owners.values() else a
+        for pid in victim.worker_pids() + [victim.proc.pid]:
+            os.kill(pid, signal.SIGKILL)
+        victim.proc.wait(10)
+        for name in owners:
+            resp = requests.get(proxy.url + f"/demo/{name}?w=55", timeout=30)
+            assert resp.status_code == 200
+            assert resp.headers["X-Served-By"].rsplit("-", 1)[0] != victim.env["SHIELD_CONFIG"].split("/")[-2]
+    finally:
+        proxy.stop()
