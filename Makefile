@@ -9,7 +9,7 @@ APT_PACKAGES := libmagickwand-6.q16-6 libmagickcore-6.q16-6-extra icc-profiles-f
 TEST_APT_PACKAGES := chromium fonts-dejavu-core redis-server haproxy
 export PORT
 
-.PHONY: run test lint format system-deps test-deps deps clean
+.PHONY: run test lint format system-deps test-deps cluster-deps deps clean cluster
 
 run: system-deps deps
 	$(VENV)/bin/gunicorn -c gunicorn.conf.py app:app
@@ -51,6 +51,21 @@ test-deps:
 	else \
 		echo "the browser and cluster tests need Chromium, Redis and HAProxy; they are skipped without them:"; \
 		echo "    sudo apt-get install $(TEST_APT_PACKAGES)"; \
+	fi
+
+# Cluster mode on this machine: Redis, two nodes and HAProxy (deploy/cluster.sh).
+cluster: system-deps cluster-deps deps
+	VENV=$(VENV) deploy/cluster.sh
+
+cluster-deps:
+	@if command -v redis-server >/dev/null && command -v haproxy >/dev/null; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "installing redis-server haproxy"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends redis-server haproxy >/dev/null; \
+	else \
+		echo "cluster mode needs Redis and HAProxy. Install them, then run make cluster again:"; \
+		echo "    sudo apt-get install redis-server haproxy"; \
+		exit 1; \
 	fi
 
 clean:

@@ -205,3 +205,44 @@ def test_haproxy_sends_a_dead_nodes_paths_to_the_other(fleet):
             assert resp.headers["X-Served-By"].rsplit("-", 1)[0] != victim.env["SHIELD_CONFIG"].split("/")[-2]
     finally:
         proxy.stop()
+
+
+def test_projects_and_keys_made_on_one_node_work_on_the_other(fleet):
+    a, b = fleet.start("a").wait_ready(), fleet.start("b").wait_ready()
+    made = requests.post(
+        a.url + "/v1/projects",
+        headers=ADMIN,
+        json={"name": "shop", "origin": str(fleet.folder) + "/"},
+        timeout=30,
+    )
+    assert made.status_code == 201, made.text
+    key = requests.post(
+        a.url + "/v1/projects/shop/keys", headers=ADMIN, json={"scopes": ["stats"]}, timeout=30
+    )
+    assert key.status_code == 201, key.text
+    secret = key.json()["secret"]
+    deadline = time.monotonic() + 1.0  # contract: in force on every live node within one second
+    while True:
+        image = requests.get(b.url + "/shop/rocket.jpg?w=30", timeout=30)
+        stats = requests.get(b.url + "/v1/stats", headers={"Authorization": f"Bearer {secret}"}, timeout=30)
+        if (image.status_code, stats.status_code) == (200, 200) or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    assert image.status_code == 200 and stats.status_code == 200
+    revoked = requests.delete(a.url + f"/v1/projects/shop/keys/{key.json()['id']}", headers=ADMIN, timeout=30)
+    assert revoked.status_code == 200
+    deadline = time.monotonic() + 1.0
+    while (
+        requests.get(
+            b.url + "/v1/stats", headers={"Authorization": f"Bearer {secret}"}, timeout=30
+        ).status_code
+        != 401
+    ):
+        assert time.monotonic() < deadline, "a revoked key still works on the other node"
+        time.sleep(0.05)
+    gone = requests.delete(a.url + "/v1/projects/shop", headers=ADMIN, timeout=30)
+    assert gone.status_code == 200
+    deadline = time.monotonic() + 1.0
+    while requests.get(b.url + "/shop/rocket.jpg?w=30", timeout=30).status_code != 404:
+        assert time.monotonic() < deadline, "a deleted project is still served by the other node"
+        time.sleep(0.05)
