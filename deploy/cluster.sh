@@ -38,7 +38,7 @@ sed "s/bind :8080/bind :$PORT/" deploy/haproxy.cfg >"$BASE/haproxy.cfg"
 haproxy -db -f "$BASE/haproxy.cfg" >"$BASE/haproxy.log" 2>&1 &
 pids+=($!)
 
-for _ in $(seq 100); do
+for _ in $(seq 300); do  # the nodes replay, then HAProxy sees them ready
     if curl -fs "http://127.0.0.1:$PORT/health/ready" >/dev/null 2>&1; then break; fi
     sleep 0.1
 done
