@@ -38,6 +38,7 @@ CREATE TABLE IF NOT EXISTS counters (
 
 class Stats:
     def __init__(self, cache_dir):
+        self.on_flush = None  # cluster mode: called with each flushed batch of buckets
         self._state = StateDB(os.path.join(cache_dir, "stats.db"), _SCHEMA)
         self._buffer = defaultdict(int)
         self._last_flush = time.monotonic()
@@ -99,6 +100,8 @@ class Stats:
                     [(m, p, n, v) for (m, p, n), v in pending.items()],
                 )
                 db.execute("COMMIT")
+                if self.on_flush is not None:
+                    self.on_flush(pending)  # cluster mode: the same buckets into Redis
             except sqlite3.Error as exc:
                 try:
                     db.execute("ROLLBACK")

@@ -36,7 +36,10 @@ def fleet(tmp_path):
     shutil.copytree(os.path.join(ROOT, "samples"), folder)
     (folder / "p.jpg").write_bytes(solid(RED))
     redis_server = RedisServer().start()
-    projects = f'[projects.demo]\norigin = "{folder}/"\ncache_ttl = 3600\n'
+    projects = (
+        f'[projects.demo]\norigin = "{folder}/"\ncache_ttl = 3600\n\n'
+        f'[projects.limited]\norigin = "{folder}/"\nrate_limit = 20\n'
+    )
     started, configs = [], {}
 
     def start(name, workers=2, extra="cluster_purge_wait = 2.0"):
@@ -246,3 +249,35 @@ def test_projects_and_keys_made_on_one_node_work_on_the_other(fleet):
     while requests.get(b.url + "/shop/rocket.jpg?w=30", timeout=30).status_code != 404:
         assert time.monotonic() < deadline, "a deleted project is still served by the other node"
         time.sleep(0.05)
+
+
+def test_rate_limits_and_stats_count_every_node(fleet):
+    a, b = fleet.start("a").wait_ready(), fleet.start("b").wait_ready()
+    statuses = []
+    for i in range(15):
+        for node in (a, b):
+            statuses.append(
+                requests.get(node.url + f"/limited/rocket.jpg?w={20 + i}", timeout=30).status_code
+            )
+    assert (
+        statuses.count(200) == 20 and statuses.count(429) == 10
+    )  # one limit for the fleet, not one per node
+    for node in (a, b):
+        for _ in range(3):
+            assert requests.get(node.url + "/demo/coffee.png?w=40", timeout=30).status_code == 200
+    deadline = time.time() + 5
+    while True:
+        stats = requests.get(a.url + "/v1/stats?project=demo", headers=ADMIN, timeout=30).json()
+        if stats["requests"] == 6 or time.time() > deadline:
+            break
+        time.sleep(0.2)  # each node adds its buckets at its next flush (twice a second)
+    assert stats["requests"] == 6 and set(stats["nodes"]) == {"a", "b"}
+    assert stats["nodes"]["a"]["requests"] == 3 and stats["nodes"]["b"]["requests"] == 3
+    assert stats["misses"] == 2 and stats["hits"] == 4
+    # Redis away: each node keeps to its share of the limit.
+    fleet.redis.stop(kill=True)
+    time.sleep(0.6)
+    alone = [
+        requests.get(a.url + f"/limited/coffee.png?w={50 + i}", timeout=30).status_code for i in range(15)
+    ]
+    assert alone.count(429) >= 5  # at most 10 (20 over 2 nodes), whatever it had counted before

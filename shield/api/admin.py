@@ -42,7 +42,7 @@ def stats():
         project = caller.project_for(project, "stats")
     if project:
         require_https(services().projects.get(project))
-    result = services().stats.query(project=project, start=time_arg("from"), end=time_arg("to"))
+    result = services().fleet_stats.query(project=project, start=time_arg("from"), end=time_arg("to"))
     if project:
         result["project"] = project
     return result

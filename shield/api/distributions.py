@@ -203,6 +203,6 @@ def stats():
         raise InvalidParam("distribution_id", "required")
     project = project_or_404(distribution_id, serving=False)
     caller.require("stats", project.name)
-    result = services().stats.query(project=project.name, start=time_arg("from"), end=time_arg("to"))
+    result = services().fleet_stats.query(project=project.name, start=time_arg("from"), end=time_arg("to"))
     result["distribution_id"] = project.name
     return result

@@ -95,11 +95,13 @@ class Services:
         )
         self.served_by = f"{socket.gethostname()}-{{pid}}" if settings.served_by_header else None
         self.cluster = None
+        self.fleet_stats = self.stats  # /v1/stats: this node, or every node in cluster mode
         if settings.redis_url:
             from ..cluster import node as cluster_node
 
             self.cluster = cluster_node.Node(settings, self)
             self.purger = self.cluster.purger
+            self.fleet_stats = self.cluster.stats
             if settings.served_by_header:
                 self.served_by = f"{self.cluster.node_id}-{{pid}}"
 

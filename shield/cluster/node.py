@@ -17,6 +17,7 @@ from ..errors import ClusterUnavailable
 from .follower import Follower, is_ready, ready_epoch
 from .link import PREFIX, ClusterDown, Link, node_id_of
 from .log import ClusterPurger, Log
+from .shared import FleetStats, SharedLimiter
 
 LEAD_EVERY = 2.0  # seconds between a worker's tries to become the node's follower
 PROJECTS = PREFIX + "projects"
@@ -39,6 +40,8 @@ class Node:
         )
         services.projects.on_write = self._project_written
         services.keys.on_write = self._keys_written
+        services.guard.limiter = SharedLimiter(self.link, services.guard.limiter, self.log)
+        self.stats = FleetStats(self.link, self.node_id, services.stats)
 
     def ready(self):
         return is_ready(self.settings.state_dir)
