@@ -115,6 +115,8 @@ def test_purge_idempotency_key_answers_the_first_result(admin):
     )
     assert again.get_json() == first.get_json() and first.get_json()["purged"] == 1
     assert x_cache(admin, "/demo/coffee.png?w=70") == "HIT"  # the repeat did not purge again
+    other = admin.post("/v1/purge", headers=AUTH, json={"tags": ["x"], "idempotency_key": "k-1"})
+    assert other.status_code == 409 and other.get_json()["error"]["code"] == "conflict"
 
 
 @pytest.mark.parametrize(

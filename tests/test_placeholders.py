@@ -6,6 +6,7 @@ import pytest
 from PIL import Image
 
 from shield.image import placeholders
+from tests import imaging
 from tests.imaging import decode, sample
 
 PLACEHOLDER_SIDE = 32  # what engine.variant_pixels shrinks a variant to
@@ -151,3 +152,11 @@ def test_decode_blurhash_matches_the_package():
 def test_decode_blurhash_refuses_what_is_not_a_blurhash(bad):
     with pytest.raises(ValueError):
         placeholders.decode_blurhash(bad, 8, 8)
+
+
+def test_an_lqip_is_64_px_on_its_long_side(make_app, folder):
+    client = make_app({"demo": {"origin": str(folder) + "/"}}).test_client()
+    resp = client.get("/demo/rocket.jpg?lqip=true", headers={"Accept": "image/webp"})
+    assert resp.status_code == 200 and resp.headers["Content-Type"] == "image/webp"
+    assert imaging.decode(resp.data).size == (64, 43)
+    assert len(resp.data) < 1500

@@ -91,6 +91,8 @@ def test_equal_urls_share_a_canonical_key():
         ("image/jpeg;q=0, */*", "png"),
         ("image/jpeg, image/png;q=0", "jpeg"),
         ("image/jxl, image/avif, */*", "avif"),
+        ("image/*;q=0, */*", None),  # image/* is the more specific: it refuses the images */* would admit
+        ("image/png, image/*;q=0", "png"),
     ],
 )
 def test_accept_class(accept, klass):
@@ -166,6 +168,8 @@ def test_probe_refuses_by_first_bytes_and_pixel_count():
         (1000, None, "fill", (1000, 667)),
         (1200, 600, "cover", (600, 300)),
         (1200, 1200, "contain", (600, 600)),
+        (100, 100, "inside", (100, 67)),  # 66.7 rounds to the nearest pixel, not down
+        (101, 101, "inside", (101, 67)),
     ],
 )
 def test_plan_sizes(w, h, fit, size):
