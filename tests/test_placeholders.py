@@ -159,4 +159,6 @@ def test_an_lqip_is_64_px_on_its_long_side(make_app, folder):
     resp = client.get("/demo/rocket.jpg?lqip=true", headers={"Accept": "image/webp"})
     assert resp.status_code == 200 and resp.headers["Content-Type"] == "image/webp"
     assert imaging.decode(resp.data).size == (64, 43)
+    square = client.get("/demo/astronaut.png?lqip=true", headers={"Accept": "image/webp"})
+    assert imaging.decode(square.data).size == (64, 64)
     assert len(resp.data) < 1500

@@ -176,6 +176,11 @@ def test_plan_sizes(w, h, fit, size):
     assert geometry.plan(600, 400, w, h, fit).size == size
 
 
+def test_contain_rounds_the_letterboxed_image_to_the_nearest_pixel():
+    plan = geometry.plan(600, 400, 100, 100, "contain")
+    assert (plan.resize_w, plan.resize_h, plan.canvas_w, plan.canvas_h) == (100, 67, 100, 100)
+
+
 def test_plan_refuses_huge_outputs():
     with pytest.raises(InvalidParam):
         geometry.plan(100, 100, 8192, 8192, "fill", max_pixels=25_000_000)
