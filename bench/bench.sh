@@ -11,7 +11,12 @@ PHOTOS=${1:-${PHOTOS:-}}
 THUMBOR_VENV=bench/.venv-thumbor
 THUMBOR_SPEC='thumbor>=7,<8'
 
-# wrk drives the HTTP load.
+# wrk drives the HTTP load; the cluster section starts Redis and HAProxy.
+for tool in redis-server haproxy; do
+    if ! command -v "$tool" >/dev/null && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends redis-server haproxy >/dev/null
+    fi
+done
 if ! command -v wrk >/dev/null; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
         echo "installing wrk"
@@ -47,6 +52,9 @@ echo
 
 echo
 "$VENV/bin/python" -m bench.browsers ${PHOTOS:+--photos "$PHOTOS"}
+
+echo
+"$VENV/bin/python" -m bench.cluster
 
 echo
 echo "## Core code paths (pytest-benchmark)"
