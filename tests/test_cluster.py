@@ -281,3 +281,24 @@ def test_rate_limits_and_stats_count_every_node(fleet):
         requests.get(a.url + f"/limited/coffee.png?w={50 + i}", timeout=30).status_code for i in range(15)
     ]
     assert alone.count(429) >= 5  # at most 10 (20 over 2 nodes), whatever it had counted before
+
+
+def test_a_purge_made_while_redis_is_away_reaches_the_others_when_it_is_back(fleet):
+    a, b = fleet.start("a").wait_ready(), fleet.start("b").wait_ready()
+    url = "/demo/p.jpg?w=75"
+    time.sleep(1.5)  # a's follower has seen b's heartbeat: the answer lists b
+    for _ in range(10):
+        assert imaging.close_color(colour_of(requests.get(b.url + url, timeout=30)), RED, 40)
+    (fleet.folder / "p.jpg").write_bytes(solid(BLUE))
+    # Redis holds every command for 3 s: the same Redis (and its log) comes back after.
+    fleet.redis.client().execute_command("CLIENT", "PAUSE", "3000", "ALL")
+    answer = purge(a, paths=["/demo/p.jpg"])
+    assert answer["status"] == "scheduled" and answer["nodes"] == {"a": "done", "b": "pending"}
+    assert imaging.close_color(colour_of(requests.get(a.url + url, timeout=30)), BLUE, 40)
+    deadline = time.time() + 10  # the pause ends; a sends its outbox; b applies it
+    while time.time() < deadline:
+        if imaging.close_color(colour_of(requests.get(b.url + url, timeout=30)), BLUE, 40):
+            break
+        time.sleep(0.1)
+    assert imaging.close_color(colour_of(requests.get(b.url + url, timeout=30)), BLUE, 40)
+    assert requests.get(b.url + "/health/ready", timeout=5).status_code == 200  # the same Redis: no resync

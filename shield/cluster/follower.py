@@ -25,7 +25,7 @@ import time
 from .. import logs
 from ..cache.purge import PurgeRequest
 from .link import ClusterDown
-from .log import APPLIED, NODES, STREAM
+from .log import APPLIED, LIVE_FOR, NODES, STREAM
 
 BLOCK = 1.0  # seconds an XREAD waits for new entries
 RETRY = 0.5  # seconds between attempts while Redis is away
@@ -200,6 +200,12 @@ class Follower:
 
     def _heartbeat(self):
         self.link.call(lambda r: r.zadd(NODES, {self.log.node_id: time.time()}))
+        old = list(self.log._known)
+        now = time.time()
+        live = self.link.call(lambda r: r.zrangebyscore(NODES, now - LIVE_FOR, "+inf"))
+        self.log.remember_nodes(live, force=not os.path.exists(self.log.known_path))
+        if live != old:
+            logs.event("cluster_nodes", node=self.log.node_id, live=live)
 
     # -- the position, kept across restarts
 

@@ -55,7 +55,8 @@ class Log:
         self.outbox_path = os.path.join(state_dir, "cluster-outbox.jsonl")
         self._script = None
         self._outbox_lock = threading.Lock()
-        self.known = []  # the live nodes when Redis last answered
+        self.known_path = os.path.join(state_dir, "cluster-nodes.json")  # written by the follower
+        self._known = []
 
     def append(self, body):
         """Publish one entry: its sequence number. Raises ClusterDown."""
@@ -70,8 +71,27 @@ class Log:
 
     def live_nodes(self):
         now = time.time()
-        self.known = self.link.call(lambda r: r.zrangebyscore(NODES, now - LIVE_FOR, "+inf"))
-        return self.known
+        self._known = self.link.call(lambda r: r.zrangebyscore(NODES, now - LIVE_FOR, "+inf"))
+        return self._known
+
+    @property
+    def known(self):
+        """The live nodes when Redis last answered, in this worker or in the node's follower."""
+        if self._known:
+            return self._known
+        try:
+            with open(self.known_path) as fh:
+                return json.load(fh)
+        except (OSError, ValueError):
+            return []
+
+    def remember_nodes(self, nodes, force=False):
+        if force or nodes != self._known:
+            tmp = self.known_path + ".tmp"
+            with open(tmp, "w") as fh:
+                json.dump(nodes, fh)
+            os.replace(tmp, self.known_path)
+        self._known = nodes
 
     def wait_applied(self, seq, timeout):
         """{node: "done" | "pending"} for every live node once all have applied `seq`, or at `timeout`."""
