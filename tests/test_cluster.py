@@ -302,3 +302,25 @@ def test_a_purge_made_while_redis_is_away_reaches_the_others_when_it_is_back(fle
         time.sleep(0.1)
     assert imaging.close_color(colour_of(requests.get(b.url + url, timeout=30)), BLUE, 40)
     assert requests.get(b.url + "/health/ready", timeout=5).status_code == 200  # the same Redis: no resync
+
+
+def test_an_asset_uploaded_on_one_node_is_served_by_the_other(fleet):
+    a, b = fleet.start("a").wait_ready(), fleet.start("b").wait_ready()
+    key = requests.post(
+        a.url + "/v1/projects/demo/keys", headers=ADMIN, json={"scopes": ["assets"]}, timeout=30
+    )
+    assert key.status_code == 201
+    auth = {"Authorization": f"Bearer {key.json()['secret']}"}
+    made = requests.post(
+        a.url + "/v1/assets",
+        headers=auth,
+        files={"file": ("photo.jpg", imaging.sample("rocket.jpg"))},
+        timeout=30,
+    )
+    assert made.status_code == 201, made.text
+    path = "/" + made.json()["asset"]["url"].split("/", 3)[3]
+    deadline = time.monotonic() + 1.0
+    while (served := requests.get(b.url + path + "?w=120", timeout=30)).status_code != 200:
+        assert time.monotonic() < deadline, served.text
+        time.sleep(0.05)
+    assert imaging.decode(served.content).size == (120, 80)

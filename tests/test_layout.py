@@ -106,5 +106,5 @@ def test_the_rooms_exist():
     assert flat <= {
         "settings", "errors", "logs", "metrics", "params", "projects", "origin", "delivery", "answer",
         "originals", "variants", "headers", "pool", "stats", "statedb", "assets", "optimize", "sources", "uploads", "__main__",
-        "image", "cache", "guard", "api", "cli",
+        "image", "cache", "guard", "api", "cli", "cluster",
     }  # fmt: skip
