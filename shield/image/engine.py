@@ -32,7 +32,7 @@ from wand.exceptions import (  # noqa: E402
     ResourceLimitError,
     WandException,
 )
-from wand.image import STORAGE_TYPES, Image  # noqa: E402
+from wand.image import COLORSPACE_TYPES, STORAGE_TYPES, Image  # noqa: E402
 
 from ..errors import OriginError, SourceTooLarge  # noqa: E402
 from . import geometry  # noqa: E402
@@ -221,19 +221,37 @@ def _normalise(img, keep_metadata=False):
         # A transverse turn leaves a virtual-canvas offset behind, which crop() would honour.
         img.page = (img.width, img.height, 0, 0)
     profile = img.profiles["icc"] if "icc" in img.profiles else None
-    if img.colorspace == "cmyk":
-        if profile and SRGB_PROFILE:
-            img.profiles["icc"] = SRGB_PROFILE
-        else:
-            img.transform_colorspace("srgb")
-    elif profile and SRGB_PROFILE and b"sRGB" not in profile[:512]:
-        # A wide-gamut profile (Display P3, Adobe RGB): convert, since strip() drops it.
-        img.profiles["icc"] = SRGB_PROFILE
-    elif img.colorspace not in ("srgb", "rgb"):
+    colorspace = colorspace_of(img)
+    if profile and SRGB_PROFILE and (colorspace == "cmyk" or b"sRGB" not in profile[:512]):
+        # An embedded profile (Display P3, Adobe RGB, a printer's CMYK): convert the pixels
+        # from it to sRGB. (Setting img.profiles["icc"] would only attach a profile.)
+        _convert_to_srgb(img)
+    elif colorspace not in ("srgb", "rgb"):
+        # CMYK without a profile, grey (linear grey too: a PNG with gAMA 1.0), YCbCr...
         img.transform_colorspace("srgb")
     if not keep_metadata:
         img.strip()
     img.depth = 8
+
+
+def colorspace_of(img):
+    """The image's colourspace by name; ImageMagick's newer ones (LinearGRAY) that Wand's table lacks
+    by number ("#35"), rather than Wand's IndexError."""
+    index = library.MagickGetImageColorspace(img.wand)
+    return COLORSPACE_TYPES[index] if 0 <= index < len(COLORSPACE_TYPES) else f"#{index}"
+
+
+# Wand declares no signature for MagickProfileImage: without one ctypes would pass the
+# wand pointer as a C int.
+library.MagickProfileImage.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_void_p, ctypes.c_size_t]
+library.MagickProfileImage.restype = ctypes.c_int
+
+
+def _convert_to_srgb(img):
+    """Pixels from the embedded ICC profile to sRGB, through ImageMagick's colour management (LCMS)."""
+    blob = ctypes.create_string_buffer(SRGB_PROFILE, len(SRGB_PROFILE))
+    if not library.MagickProfileImage(img.wand, b"icc", blob, len(SRGB_PROFILE)):
+        img.raise_exception()
 
 
 def _apply_plan(img, plan, keep_alpha):
