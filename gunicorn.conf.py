@@ -8,6 +8,7 @@ Override with WEB_CONCURRENCY (workers) and SHIELD_TRANSFORM_THREADS.
 """
 
 import os
+import secrets as _secrets
 
 _cores = os.cpu_count() or 1
 
@@ -39,6 +40,11 @@ if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
     import tempfile
 
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="shield-metrics-")
+
+
+# This run of the node: cluster mode's /health/ready trusts only a replay made in this run
+# (a pid would repeat when a container restarts its gunicorn as pid 1).
+os.environ["SHIELD_RUN_ID"] = _secrets.token_hex(8)
 
 
 def on_starting(server):

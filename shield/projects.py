@@ -145,12 +145,19 @@ class Registry:
         if self.on_write is not None:
             self.on_write(row)  # cluster mode: to every other node
 
-    def apply_row(self, row):
-        """Store one row as written here or on another node (cluster mode); every worker sees it."""
+    def apply_row(self, row, newer_only=False):
+        """Store one row as written here or on another node (cluster mode); every worker sees it.
+
+        `newer_only`: not over a row written later (two nodes' concurrent writes agree on the newest).
+        """
         db = self._conn()
         if db is None:
             raise OSError(f"cannot open {self.path}")
         with self._lock:
+            if newer_only:
+                found = db.execute("SELECT updated FROM projects WHERE name = ?", (row["name"],)).fetchone()
+                if found is not None and found[0] > row["updated"]:
+                    return
             db.execute(
                 "INSERT INTO projects (name, body, deleted, updated) VALUES (?, ?, ?, ?)"
                 " ON CONFLICT (name) DO UPDATE SET body = excluded.body, deleted = excluded.deleted,"

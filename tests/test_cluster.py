@@ -1,6 +1,7 @@
 """Cluster mode (contract section 12) with the real daemons: redis-server, two shield nodes
 under gunicorn, HAProxy with deploy/haproxy.cfg, all on free loopback ports."""
 
+import json
 import os
 import shutil
 import signal
@@ -161,6 +162,8 @@ def test_redis_down_then_replaced(fleet):
         timeout=30,
     )
     assert write.status_code == 503 and write.json()["error"]["code"] == "cluster_unavailable"
+    anonymous = requests.post(a.url + "/v1/projects", json={"name": "x", "origin": "/tmp/"}, timeout=30)
+    assert anonymous.status_code == 401  # authentication first, whatever Redis's state
     # An empty Redis on the same port: every node notices, resyncs, and purges flow again.
     fleet.redis.start()
     deadline = time.time() + 10
@@ -324,3 +327,74 @@ def test_an_asset_uploaded_on_one_node_is_served_by_the_other(fleet):
         assert time.monotonic() < deadline, served.text
         time.sleep(0.05)
     assert imaging.decode(served.content).size == (120, 80)
+
+
+# -- the parts, against a real Redis
+
+
+@pytest.fixture
+def redis_only(tmp_path):
+    server = RedisServer().start()
+    yield server
+    server.stop()
+
+
+def test_an_entry_is_published_once_however_often_it_is_sent(redis_only, tmp_path):
+    log = Log(Link(redis_only.url), "a", str(tmp_path))
+    body = {"kind": "purge", "tags": ["t"], "paths": [], "prefixes": [], "everything": None, "ids": []}
+    assert log.append(body) == 1
+    assert log.append(body) == 0  # the same entry again (a reply that was lost, then the outbox)
+    assert redis_only.client().xlen(STREAM) == 1
+
+
+def test_the_outbox_loses_nothing_to_concurrent_workers(redis_only, tmp_path):
+    import multiprocessing
+
+    def keep_many(tag):
+        log = Log(Link(redis_only.url), "a", str(tmp_path))
+        for i in range(60):
+            log.keep(
+                {
+                    "kind": "purge",
+                    "tags": [f"{tag}-{i}"],
+                    "paths": [],
+                    "prefixes": [],
+                    "everything": None,
+                    "ids": [],
+                }
+            )
+
+    ctx = multiprocessing.get_context("fork")
+    workers = [ctx.Process(target=keep_many, args=(f"w{n}",)) for n in range(2)]
+    for w in workers:
+        w.start()
+    flusher = Log(Link(redis_only.url), "a", str(tmp_path))
+    while any(w.is_alive() for w in workers):
+        flusher.flush_outbox()
+    for w in workers:
+        w.join(10)
+    flusher.flush_outbox()
+    tags = sorted(json.loads(f["body"])["tags"][0] for _id, f in redis_only.client().xrange(STREAM))
+    assert tags == sorted(f"w{n}-{i}" for n in range(2) for i in range(60))
+    assert oct(os.stat(flusher.outbox_path).st_mode & 0o777) == "0o600"  # key rows hold secrets
+
+
+def test_a_revocation_is_never_undone_by_an_older_copy(tmp_path):
+    from shield.guard.keys import KeyRing
+
+    ring = KeyRing(str(tmp_path))
+    key = ring.create("demo", scopes=["stats"])
+    (before,) = ring.rows([key.id])
+    ring.revoke("demo", key.id)
+    ring.apply_rows([before])  # a stale snapshot row, from before the revocation
+    assert ring.by_secret(key.secret) is None
+
+
+def test_readiness_belongs_to_one_run_of_the_node(tmp_path, monkeypatch):
+    from shield.cluster import follower
+
+    monkeypatch.setenv(follower.RUN_ENV, "run-1")
+    (tmp_path / "cluster-ready").write_text("run-1 epoch")
+    assert follower.is_ready(str(tmp_path))
+    monkeypatch.setenv(follower.RUN_ENV, "run-2")  # a restart, whatever its pid
+    assert not follower.is_ready(str(tmp_path))

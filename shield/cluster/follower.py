@@ -19,7 +19,9 @@ pid: every worker of this run of the node answers /health/ready from it.
 
 import fcntl
 import json
+import logging
 import os
+import secrets
 import time
 
 from .. import logs
@@ -28,6 +30,7 @@ from .link import ClusterDown
 from .log import APPLIED, LIVE_FOR, NODES, STREAM
 
 BLOCK = 1.0  # seconds an XREAD waits for new entries
+READY_WITHOUT_REDIS = 30.0  # seconds after start a node with a saved position serves without Redis
 RETRY = 0.5  # seconds between attempts while Redis is away
 BATCH = 200
 
@@ -50,15 +53,23 @@ def is_ready(state_dir):
     return ready_epoch(state_dir) is not None
 
 
+RUN_ENV = "SHIELD_RUN_ID"
+
+
 def _run_id():
-    # gunicorn's workers share their master: the follower and every worker that asks
-    # have the same parent. (Without gunicorn the follower runs in the asking process.)
-    return os.getppid()
+    """This run of the node: a random token the gunicorn master makes at start (gunicorn.conf.py)
+    and every worker inherits; without gunicorn, this process's own. Never a pid, which a
+    restarted container's master would share with the last run."""
+    token = os.environ.get(RUN_ENV)
+    if not token:
+        token = os.environ[RUN_ENV] = secrets.token_hex(8)
+    return token
 
 
 class Follower:
-    def __init__(self, settings, store, purger, log, apply=None, resync=None):
+    def __init__(self, settings, store, purger, log, apply=None, resync=None, write_snapshot=None):
         self.state_dir = settings.state_dir
+        self.write_snapshot = write_snapshot
         self.apply_other = apply  # entries that are not purges (projects, keys): True when handled
         self.resync = resync
         self.store = store
@@ -69,6 +80,7 @@ class Follower:
         self._lock_fd = None
         self.position = None  # {"epoch", "id", "seq"}
         self.caught_up = False
+        self.started = time.monotonic()
 
     # -- who follows
 
@@ -95,10 +107,27 @@ class Follower:
                     self.catch_up()
                 self.step()
             except ClusterDown:
+                self._ready_without_redis()
                 sleep(RETRY)
             except Exception:  # noqa: BLE001 - the follower must outlive any one bad entry
                 logs.logger.exception("cluster_follower_failed")
                 sleep(RETRY)
+
+    def _ready_without_redis(self):
+        """Redis has been away since this node started: after READY_WITHOUT_REDIS, with a saved
+        position, serve from the cache as it is (the whole fleet may be restarting during a Redis
+        outage); the replay still runs as soon as Redis answers."""
+        if self.caught_up or is_ready(self.state_dir):
+            return
+        if time.monotonic() - self.started < READY_WITHOUT_REDIS or self._load_position() is None:
+            return
+        self._mark_ready(self._load_position()["epoch"])
+        logs.event("cluster_ready_without_redis", logging.WARNING, node=self.log.node_id)
+
+    def _mark_ready(self, epoch):
+        with open(ready_path(self.state_dir) + ".tmp", "w") as fh:
+            fh.write(f"{_run_id()} {epoch}")
+        os.replace(ready_path(self.state_dir) + ".tmp", ready_path(self.state_dir))
 
     def catch_up(self):
         epoch = self.link.epoch()
@@ -110,9 +139,7 @@ class Follower:
             while self._apply_batch(replaying=True):
                 pass
         self._heartbeat()
-        with open(ready_path(self.state_dir) + ".tmp", "w") as fh:
-            fh.write(f"{_run_id()} {epoch}")
-        os.replace(ready_path(self.state_dir) + ".tmp", ready_path(self.state_dir))
+        self._mark_ready(epoch)
         self.caught_up = True
         logs.event("cluster_ready", node=self.log.node_id, seq=self.position["seq"])
 
@@ -122,7 +149,7 @@ class Follower:
             self._unready()
             return
         self._heartbeat()
-        self.log.flush_outbox()
+        self.log.flush_outbox(self.write_snapshot)
         self._apply_batch(block=True)
 
     def _unready(self):
@@ -163,10 +190,17 @@ class Follower:
         return len(entries) == BATCH
 
     def _apply(self, body):
+        failed_before = self.store.upkeep.write_failed_at
         if body.get("kind") != "purge":
             if self.apply_other is not None:
                 self.apply_other(body)
             return
+        self._purge(body)
+        if self.store.upkeep.write_failed_at != failed_before:
+            # The cache refused the purge (locked, full): not applied, so not recorded; tried again.
+            raise RuntimeError("the cache could not apply a purge from the log")
+
+    def _purge(self, body):
         req = PurgeRequest(
             tags=tuple(body["tags"]),
             paths=tuple(tuple(p) for p in body["paths"]),
@@ -181,22 +215,28 @@ class Follower:
         return int(self.link.call(lambda r: r.get("shield:seq")) or 0)
 
     def _drop_cache(self, epoch, why):
-        """Forget everything cached on this node, then follow from the end of the log."""
+        """Forget everything cached on this node, then follow from the end of the log.
+
+        The end is read before the cache is dropped (an entry published meanwhile is
+        replayed, not skipped), and the new position is saved only once projects and keys
+        are resynced too: a failure on the way means the whole drop runs again.
+        """
         self._unready()
-        dropped = self.store.drop_all()
         last = self.link.call(lambda r: r.xrevrange(STREAM, count=1))
+        last_seq = self._last_seq()
+        dropped = self.store.drop_all()
+        if self.resync is not None:
+            self.resync()  # projects and keys: what Redis holds, seeded with ours where it has none
         self.position = {
             "epoch": epoch,
             "id": last[0][0] if last else "0-0",
             # An empty stream may have been trimmed: the next entry is the counter's next.
-            "seq": int(last[0][1]["seq"]) if last else self._last_seq(),
+            "seq": int(last[0][1]["seq"]) if last else last_seq,
         }
         self._save_position()
         seq = self.position["seq"]
         self.link.call(lambda r: r.hset(APPLIED, self.log.node_id, seq))
         logs.event("cluster_cache_dropped", node=self.log.node_id, why=why, entries=dropped)
-        if self.resync is not None:
-            self.resync()  # projects and keys: what Redis holds, seeded with ours where it has none
 
     def _heartbeat(self):
         self.link.call(lambda r: r.zadd(NODES, {self.log.node_id: time.time()}))

@@ -7,6 +7,7 @@ calls fail at once, so a request never waits on Redis twice.
 
 import hashlib
 import os
+import re
 import secrets
 import socket
 import time
@@ -79,7 +80,8 @@ class Link:
 
 
 def _safe(url):
-    """The URL without a password."""
+    """The URL without a password (user:password@ or ?password=)."""
+    url = re.sub(r"([?&]password=)[^&]*", r"\1***", url)
     if "@" in url:
         scheme, _, rest = url.partition("://")
         return f"{scheme}://***@{rest.rpartition('@')[2]}"

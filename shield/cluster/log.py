@@ -12,8 +12,11 @@ When Redis is down the purge is applied here and kept in an outbox file in
 state_dir; the follower publishes it once Redis answers again.
 """
 
+import contextlib
+import fcntl
 import json
 import os
+import secrets
 import threading
 import time
 
@@ -24,11 +27,15 @@ STREAM = PREFIX + "log"
 SEQ = PREFIX + "seq"
 APPLIED = PREFIX + "applied"
 NODES = PREFIX + "nodes"
+ONCE = PREFIX + "once:"  # ids of entries already published, kept a day
 LIVE_FOR = 60.0  # a node seen within this many seconds is listed in purge answers
 KEEP_ENTRIES = 100_000  # the stream is trimmed (approximately) to this many entries
 POLL = 0.02
 
 _APPEND = """
+if ARGV[4] ~= '' and not redis.call('SET', KEYS[3] .. ARGV[4], '1', 'NX', 'EX', 86400) then
+  return {0, ''}
+end
 local seq = redis.call('INCR', KEYS[2])
 local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[3], '*', 'seq', seq, 'node', ARGV[1], 'body', ARGV[2])
 return {seq, id}
@@ -59,12 +66,19 @@ class Log:
         self._known = []
 
     def append(self, body):
-        """Publish one entry: its sequence number. Raises ClusterDown."""
+        """Publish one entry: its sequence number (0 when this entry was published already).
+
+        Every entry carries a unique `once` id: an append whose reply was lost, sent again
+        from the outbox, is not published twice. Raises ClusterDown.
+        """
+        body.setdefault("once", secrets.token_hex(8))
 
         def run(r):
             if self._script is None:
                 self._script = r.register_script(_APPEND)
-            seq, _id = self._script(keys=[STREAM, SEQ], args=[self.node_id, json.dumps(body), KEEP_ENTRIES])
+            seq, _id = self._script(
+                keys=[STREAM, SEQ, ONCE], args=[self.node_id, json.dumps(body), KEEP_ENTRIES, body["once"]]
+            )
             return int(seq)
 
         return self.link.call(run)
@@ -110,32 +124,56 @@ class Log:
 
     # -- the outbox: entries made while Redis was away
 
-    def keep(self, body):
-        with self._outbox_lock, open(self.outbox_path, "a") as fh:
-            fh.write(json.dumps(body) + "\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-
-    def flush_outbox(self):
-        """Publish what the outbox holds, in order; what fails stays for next time."""
+    @contextlib.contextmanager
+    def _outbox(self):
+        """The outbox, locked against this node's other workers (an flock) and threads."""
         with self._outbox_lock:
+            fd = os.open(self.outbox_path + ".lock", os.O_RDWR | os.O_CREAT, 0o600)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+                yield
+            finally:
+                os.close(fd)
+
+    def keep(self, body, snapshot=None):
+        """Keep an entry (and the snapshot write it needs) until Redis answers. Owner-only: a key's
+        row holds its secret."""
+        body.setdefault("once", secrets.token_hex(8))
+        if snapshot is not None:
+            body = dict(body, snapshot=snapshot)
+        with self._outbox():
+            fd = os.open(self.outbox_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+            with os.fdopen(fd, "a") as fh:
+                fh.write(json.dumps(body) + "\n")
+                fh.flush()
+                os.fsync(fh.fileno())
+
+    def flush_outbox(self, write_snapshot=None):
+        """Publish what the outbox holds, in order; what fails stays for next time."""
+        with self._outbox():
             try:
                 with open(self.outbox_path) as fh:
                     waiting = [json.loads(line) for line in fh if line.strip()]
             except FileNotFoundError:
                 return 0
+            if not waiting:
+                return 0
             sent = 0
             try:
                 for body in waiting:
+                    snapshot = body.pop("snapshot", None)
+                    if snapshot is not None and write_snapshot is not None:
+                        write_snapshot(snapshot)
                     self.append(body)
                     sent += 1
             except ClusterDown:
-                pass
+                if sent < len(waiting) and snapshot is not None:
+                    waiting[sent]["snapshot"] = snapshot
             rest = waiting[sent:]
-            tmp = self.outbox_path + ".tmp"
-            with open(tmp, "w") as fh:
+            fd = os.open(self.outbox_path + ".tmp", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as fh:
                 fh.writelines(json.dumps(b) + "\n" for b in rest)
-            os.replace(tmp, self.outbox_path)
+            os.replace(self.outbox_path + ".tmp", self.outbox_path)
             if sent:
                 logs.event("cluster_outbox_sent", entries=sent, left=len(rest))
             return sent
@@ -154,9 +192,15 @@ class ClusterPurger:
         body = purge_body(req)
         try:
             seq = self.log.append(body)
-            nodes = self.log.wait_applied(seq, self.wait)
         except ClusterDown:
-            self.log.keep(body)  # sent by the follower when Redis is back
+            seq = None
+        try:
+            nodes = self.log.wait_applied(seq, self.wait) if seq is not None else None
+        except ClusterDown:
+            nodes = None  # published: the others apply it; only the waiting failed
+        if nodes is None:
+            if seq is None:
+                self.log.keep(body)  # sent by the follower when Redis is back (once: see append)
             nodes = {node: "pending" for node in self.log.known}
             nodes[self.log.node_id] = "done"
             result.update(nodes=nodes, status="scheduled")

@@ -148,6 +148,9 @@ class KeyRing:
                     row["revoked"],
                     row["secret"],
                 )
+                found = db.execute("SELECT revoked FROM keys WHERE id = ?", (key.id,)).fetchone()
+                if found is not None and found[0] is not None and key.revoked is None:
+                    continue  # a revocation is never undone by an older copy of the key
                 db.execute("DELETE FROM keys WHERE id = ?", (key.id,))
                 self._insert(db, key)
 
