@@ -76,9 +76,12 @@ def main():
     print(f"## Corpus run: {len(files)} files x {len(URLS)} URLs x {len(ACCEPTS)} Accept headers")
     print(f"requests {sum(statuses.values())}, statuses {dict(sorted(statuses.items()))}")
     print("failures by kind: " + ", ".join(f"{s} {c}: {k}" for (s, c), k in sorted(by_code.items())))
-    print(f"5xx: {len(errors)}")
-    for e in errors[:40]:
-        print("   ", e)
+    print(f"5xx: {len(errors)}, in {len({e[1] for e in errors})} files")
+    seen = set()
+    for status, name, query, label, body in errors:
+        if name not in seen:
+            seen.add(name)
+            print(f"    {status} {name}?{query} ({label}): {body.decode(errors='replace')[:120]}")
     print("slowest: " + "; ".join(f"{name}?{q} ({label}) {t:.2f} s" for t, name, q, label in slowest[:8]))
 
 
