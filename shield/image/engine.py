@@ -170,7 +170,7 @@ def _short(exc):
 
 def _decode(data, info, plan, animate):
     if info.format == "avif":
-        return _decode_with_libavif(data)
+        return _decode_with_libavif(data, info)
     img = Image()
     try:
         if info.format == "jpeg" and plan is not None:
@@ -206,11 +206,33 @@ def _jpeg_hint(info, plan):
     return need_w, need_h
 
 
-def _decode_with_libavif(data):
+# imir's axis (ISO/IEC 23008-12): 0 mirrors top to bottom, 1 left to right.
+_MIRRORS = {0: PILImage.Transpose.FLIP_TOP_BOTTOM, 1: PILImage.Transpose.FLIP_LEFT_RIGHT}
+
+
+def _heif_transformed(im, ops):
+    """What libavif hands back is the coded image: apply clap, irot and imir as a viewer must."""
+    for op in ops:
+        if op[0] == "clap":
+            x, y, w, h = op[1:]
+            im = im.crop((x, y, x + w, y + h))
+        elif op[0] == "irot":
+            im = im.rotate(90 * op[1], expand=True)  # counter-clockwise, as irot counts
+        elif op[0] == "imir":
+            im = im.transpose(_MIRRORS[op[1]])
+    return im
+
+
+def _decode_with_libavif(data, info=None):
     with PILImage.open(io.BytesIO(data)) as im:
+        icc = im.info.get("icc_profile")
         mode = "RGBA" if "A" in im.getbands() else "RGB"
         im = im.convert(mode)
+        if info is not None and info.heif_ops:
+            im = _heif_transformed(im, info.heif_ops)
         img = Image(blob=im.tobytes(), format=mode, width=im.width, height=im.height, depth=8)
+        if icc:
+            img.profiles["icc"] = icc  # attached as the source's own: _normalise converts from it
         return img
 
 

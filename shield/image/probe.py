@@ -34,6 +34,9 @@ class SourceInfo:
     orientation: int = 1  # EXIF orientation 1-8
     has_alpha: bool = False  # as far as the header tells
     animated: bool = False
+    # AVIF/HEIC transformative properties, in the order they apply: ("clap", x, y, w, h),
+    # ("irot", quarter turns counter-clockwise), ("imir", axis).
+    heif_ops: tuple = ()
 
     @property
     def pixels(self):
@@ -41,10 +44,21 @@ class SourceInfo:
 
     @property
     def oriented_size(self):
-        """Width and height as displayed: orientations 5-8 swap the sides."""
+        """Width and height as displayed: orientations 5-8 swap the sides; clap crops, irot turns."""
+        if self.heif_ops:
+            return displayed_size(self.width, self.height, self.heif_ops)
         if self.orientation in (5, 6, 7, 8):
             return self.height, self.width
         return self.width, self.height
+
+
+def displayed_size(width, height, ops):
+    for op in ops:
+        if op[0] == "clap":
+            width, height = op[3], op[4]
+        elif op[0] == "irot" and op[1] % 2:
+            width, height = height, width
+    return width, height
 
 
 def sniff(head):
@@ -261,7 +275,40 @@ def _heif(data):
         b"urn:mpeg:mpegB:cicp:systems:auxiliary:alpha" in data[:65536]
         or b"urn:mpeg:hevc:2015:auxid" in data[:65536]
     )
-    return SourceInfo(kind, best[0], best[1], has_alpha=has_alpha)
+    ops = _heif_ops(data[:65536], *best)
+    return SourceInfo(kind, best[0], best[1], has_alpha=has_alpha, heif_ops=ops)
+
+
+def _box(data, tag, length):
+    """The payload (after the full-box header) of the first box `tag` of `length` bytes, or None."""
+    pos = data.find(tag)
+    if pos < 4 or struct.unpack(">I", data[pos - 4 : pos])[0] != length:
+        return None
+    return data[pos + 4 : pos - 4 + length]
+
+
+def _heif_ops(data, width, height):
+    """clap, irot and imir of the primary image, in the order HEIF applies them (clap, irot, imir)."""
+    ops = []
+    clap = _box(data, b"clap", 40)
+    if clap is not None:
+        wn, wd, hn, hd = struct.unpack(">IIII", clap[:16])
+        hon, hod, von, vod = struct.unpack(">iIiI", clap[16:32])
+        if wd and hd and hod and vod and wn and hn:
+            cw, ch = wn / wd, hn / hd
+            # ISO/IEC 14496-12: the aperture's centre is offset from the image's centre.
+            left = hon / hod + (width - 1) / 2 - (cw - 1) / 2
+            top = von / vod + (height - 1) / 2 - (ch - 1) / 2
+            x, y, w, h = round(left), round(top), round(cw), round(ch)
+            if 0 <= x and 0 <= y and 0 < w and 0 < h and x + w <= width and y + h <= height:
+                ops.append(("clap", x, y, w, h))
+    irot = _box(data, b"irot", 9)
+    if irot is not None and irot[0] & 3:
+        ops.append(("irot", irot[0] & 3))
+    imir = _box(data, b"imir", 9)
+    if imir is not None:
+        ops.append(("imir", imir[0] & 1))
+    return tuple(ops)
 
 
 _READERS = {

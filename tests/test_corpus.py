@@ -1,0 +1,109 @@
+"""Real files of public corpora (tests/corpus/SOURCES.md), through the app: never a 500,
+and the pixels as a viewer shows them, against references decoded by Pillow alone."""
+
+import os
+import shutil
+
+import pytest
+from PIL import Image
+
+from tests import imaging
+from tests.security import client_of
+
+CORPUS = os.path.join(os.path.dirname(__file__), "corpus")
+PNGSUITE = sorted(os.listdir(os.path.join(CORPUS, "pngsuite")))
+URLS = ("w=40", "w=40&fmt=jpeg", "w=40&fmt=webp", "w=40&fmt=avif", "w=40&h=30&fit=contain", "")
+
+
+@pytest.fixture(scope="module")
+def corpus_app(tmp_path_factory):
+    from shield.api.web import create_app
+
+    tmp = tmp_path_factory.mktemp("corpus")
+    shutil.copytree(CORPUS, tmp / "files")
+    app = create_app(
+        {
+            "shield": {
+                "cache_dir": str(tmp / "cache"),
+                "state_dir": str(tmp / "state"),
+                "log_level": "warning",
+            },
+            "projects": {
+                "corpus": {"origin": str(tmp / "files") + "/", "rate_limit": 0, "rate_limit_miss": 0}
+            },
+        }
+    )
+    return client_of(app)
+
+
+@pytest.mark.parametrize("name", PNGSUITE)
+def test_every_pngsuite_file_is_served_or_refused_never_a_500(corpus_app, name):
+    damaged = name.startswith("x")
+    size = None
+    if not damaged:
+        with Image.open(os.path.join(CORPUS, "pngsuite", name)) as im:
+            size = im.size
+    for query in URLS:
+        resp = corpus_app.get(
+            f"/corpus/pngsuite/{name}?{query}", headers={"Accept": "image/avif,image/webp,*/*"}
+        )
+        if damaged:
+            assert resp.status_code in (415, 502), (query, resp.status_code)
+            assert resp.get_json()["error"]["code"] in ("unsupported_source", "origin_error")
+            continue
+        assert resp.status_code == 200, (query, resp.status_code, resp.get_data()[:200])
+        out = imaging.decode(resp.get_data())
+        if query.startswith("w=40&h=30"):
+            s = min(40 / size[0], 30 / size[1])  # contain never enlarges: past 1, a smaller box
+            assert out.size == ((max(1, round(40 / s)), max(1, round(30 / s))) if s > 1 else (40, 30))
+        elif query:
+            w, h = size
+            assert out.size == (min(40, w), max(1, round(h * min(40, w) / w)))
+        else:
+            assert out.size == size
+
+
+def _reference(name):
+    """What a viewer shows: kimono.avif as Pillow decodes it (it has no transformative property),
+    or the corpus's own kimono.crop.png for the cropped files."""
+    source = "kimono.crop.png" if name.endswith("crop") else "kimono.avif"
+    with Image.open(os.path.join(CORPUS, "avif", source)) as im:
+        return im.convert("RGB")
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "kimono.rotate90",
+        "kimono.rotate270",
+        "kimono.mirror-horizontal",
+        "kimono.mirror-vertical",
+        "kimono.mirror-vertical.rotate270",
+        "kimono.crop",
+        "kimono.mirror-vertical.rotate270.crop",
+    ],
+)
+@pytest.mark.parametrize("fmt", ["avif", "jpeg", "png", "webp"])
+def test_avif_irot_imir_and_clap_are_applied(corpus_app, name, fmt):
+    reference = _reference(name)
+    resp = corpus_app.get(f"/corpus/avif/{name}.avif?w=200&fmt={fmt}")
+    assert resp.status_code == 200, resp.get_data()[:200]
+    out = imaging.decode(resp.get_data()).convert("RGB")
+    w, h = reference.size
+    assert out.size == (200, round(h * 200 / w))  # upright (and cropped) before any decoding
+    assert imaging.ssim(out, reference.resize(out.size, Image.LANCZOS)) > 0.9
+    info = corpus_app.get(f"/corpus/avif/{name}.avif?blur=true").get_json()
+    assert (info["width"], info["height"]) == reference.size
+
+
+def test_the_corpus_is_what_sources_md_lists():
+    with open(os.path.join(CORPUS, "SOURCES.md")) as fh:
+        listed = fh.read()
+    for name in os.listdir(os.path.join(CORPUS, "avif")):
+        assert f"`{name}`" in listed, name
+    assert len(PNGSUITE) == 175 and "175 PNG" in listed
+    for n in PNGSUITE:
+        with open(os.path.join(CORPUS, "pngsuite", n), "rb") as fh:
+            signature = fh.read(8)
+        if not n.startswith("x"):  # the x* files are damaged on purpose, some in their signature
+            assert signature == b"\x89PNG\r\n\x1a\n", n
