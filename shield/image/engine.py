@@ -35,7 +35,7 @@ from wand.exceptions import (  # noqa: E402
 from wand.image import COLORSPACE_TYPES, STORAGE_TYPES, Image  # noqa: E402
 
 from ..errors import OriginError, SourceTooLarge  # noqa: E402
-from . import geometry  # noqa: E402
+from . import geometry, pillow_codecs  # noqa: E402
 from .negotiate import ALPHA_FORMATS, ANIMATED_FORMATS, CONTENT_TYPES  # noqa: E402
 
 # A damaged original must fail loudly, not come out with a grey band that
@@ -119,7 +119,7 @@ def render(data, info, plan, out_format, quality, lossy_tiny=False, keep_metadat
                     return Rendered(body, out_format, plan.canvas_w, plan.canvas_h)
                 metadata = _metadata_for_pillow(img) if keep_metadata else {}
                 im = _to_pillow(img)  # the wand is released before libavif needs its memory
-            body = _encode_with_pillow(im, out_format, quality, **metadata)
+            body = pillow_codecs.encode(im, out_format, quality, AVIF_SPEED, JXL_EFFORT, **metadata)
             return Rendered(body, out_format, plan.canvas_w, plan.canvas_h)
     finally:
         if max(info.width * info.height, plan.canvas_w * plan.canvas_h) >= TRIM_AFTER_PIXELS:
@@ -206,30 +206,13 @@ def _jpeg_hint(info, plan):
     return need_w, need_h
 
 
-# imir's axis (ISO/IEC 23008-12): 0 mirrors top to bottom, 1 left to right.
-_MIRRORS = {0: PILImage.Transpose.FLIP_TOP_BOTTOM, 1: PILImage.Transpose.FLIP_LEFT_RIGHT}
-
-
-def _heif_transformed(im, ops):
-    """What libavif hands back is the coded image: apply clap, irot and imir as a viewer must."""
-    for op in ops:
-        if op[0] == "clap":
-            x, y, w, h = op[1:]
-            im = im.crop((x, y, x + w, y + h))
-        elif op[0] == "irot":
-            im = im.rotate(90 * op[1], expand=True)  # counter-clockwise, as irot counts
-        elif op[0] == "imir":
-            im = im.transpose(_MIRRORS[op[1]])
-    return im
-
-
 def _decode_with_libavif(data, info=None):
     with PILImage.open(io.BytesIO(data)) as im:
         icc = im.info.get("icc_profile")
         mode = "RGBA" if "A" in im.getbands() else "RGB"
         im = im.convert(mode)
         if info is not None and info.heif_ops:
-            im = _heif_transformed(im, info.heif_ops)
+            im = pillow_codecs.heif_transformed(im, info.heif_ops)
         img = Image(blob=im.tobytes(), format=mode, width=im.width, height=im.height, depth=8)
         if icc:
             img.profiles["icc"] = icc  # attached as the source's own: _normalise converts from it
@@ -357,21 +340,6 @@ def _metadata_for_pillow(img):
         exif[0x0112] = 1
         out["exif"] = exif.tobytes()
     return out
-
-
-def _encode_with_pillow(im, fmt, quality, **metadata):
-    out = io.BytesIO()
-    if fmt == "avif":
-        im.save(out, "AVIF", quality=quality, speed=AVIF_SPEED, **metadata)
-    else:
-        _load_jxl()
-        im.save(out, "JXL", quality=quality, effort=JXL_EFFORT, **metadata)
-    return out.getvalue()
-
-
-def _load_jxl():
-    """JPEG XL through pillow-jxl-plugin (Pillow has no JPEG XL coder of its own): registered on import."""
-    import pillow_jxl  # noqa: F401, PLC0415 - only projects whose format_order lists jxl need it
 
 
 def analysis_pixels(data, info, max_side=400):
