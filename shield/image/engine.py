@@ -48,7 +48,8 @@ PILImage.MAX_IMAGE_PIXELS = None
 SRGB_PROFILE_PATHS = ("/usr/share/color/icc/sRGB.icc", "/usr/share/color/icc/colord/sRGB.icc")
 AVIF_SPEED = 8  # libavif 0-10: 8 is ~3x faster than 6 for ~5% more bytes
 JXL_EFFORT = 4  # libjxl 1-9: 4 is ~2x faster than the default 7 for ~3% more bytes
-PILLOW_ENCODED = ("avif", "jxl")  # encoded by Pillow from the wand's pixels
+PILLOW_ENCODED = ("avif", "jxl")
+SRGB_GAMMA = 1 / 2.2  # what a PNG's gAMA says for sRGB (45455 / 100000)  # encoded by Pillow from the wand's pixels
 WEBP_METHOD = "4"  # libwebp 0-6: 4 is its own default balance
 RESIZE_FILTER = "lanczos"
 _CHAR_PIXEL = STORAGE_TYPES.index("char")
@@ -231,9 +232,17 @@ def _normalise(img, keep_metadata=False):
         # An embedded profile (Display P3, Adobe RGB, a printer's CMYK): convert the pixels
         # from it to sRGB. (Setting img.profiles["icc"] would only attach a profile.)
         _convert_to_srgb(img)
-    elif colorspace not in ("srgb", "rgb"):
-        # CMYK without a profile, grey (linear grey too: a PNG with gAMA 1.0), YCbCr...
+    elif colorspace != "srgb":
+        # CMYK without a profile, grey, YCbCr, and linear light ("rgb" and LinearGRAY: a PNG with
+        # gAMA 1.0), which every encoder must get as sRGB, not only the ones that convert themselves.
         img.transform_colorspace("srgb")
+    elif abs(library.MagickGetImageGamma(img.wand) - SRGB_GAMMA) > 0.01 and img.format == "PNG":
+        # A PNG's gAMA other than sRGB's (and other than 1.0, read as linear light above):
+        # sample -> light (1/gamma) -> sRGB (1/2.2), once, the same for every encoder.
+        gamma = library.MagickGetImageGamma(img.wand)
+        if gamma > 0:
+            img.gamma(gamma / SRGB_GAMMA)
+            library.MagickSetImageGamma(img.wand, SRGB_GAMMA)
     if not keep_metadata:
         img.strip()
     img.depth = 8
