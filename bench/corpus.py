@@ -61,7 +61,9 @@ def main():
         for query in URLS:
             for label, accept in ACCEPTS.items():
                 t = time.perf_counter()
-                resp = client.get(path + ("?" + query if query else ""), headers={"Accept": accept}, buffered=True)
+                resp = client.get(
+                    path + ("?" + query if query else ""), headers={"Accept": accept}, buffered=True
+                )
                 took = time.perf_counter() - t
                 statuses[resp.status_code] += 1
                 if resp.status_code >= 400:

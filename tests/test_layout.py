@@ -95,7 +95,16 @@ def test_no_import_cycle():
 def test_the_rooms_exist():
     names = set(modules())
     for room, members in {
-        "image": ("probe", "engine", "geometry", "negotiate", "smartcrop", "placeholders", "jpegmeta", "pillow_codecs"),
+        "image": (
+            "probe",
+            "engine",
+            "geometry",
+            "negotiate",
+            "smartcrop",
+            "placeholders",
+            "jpegmeta",
+            "pillow_codecs",
+        ),
         "cache": ("store", "hot", "flight", "purge", "tags"),
         "guard": ("security", "signing", "ratelimit"),
         "api": ("web", "admin"),
