@@ -153,29 +153,19 @@ class Originals:
     def _retry_in_background(self, project, path, meta, via):
         """Ask a failing origin again off the request; the stale copy is served meanwhile."""
         mkey = meta_key_of(project.name, stored_path(path, via))
-        if mkey in self._refreshing:
-            return
-        self._refreshing.add(mkey)
-        # Pushed forward first, so other requests (and workers) do not start a retry of their own.
         meta = dict(meta, retry_at=time.time() + self.settings.origin_retry_interval)
-        self.store.set(mkey, meta)
-
-        def retry():
-            try:
-                self.flight.once(
-                    mkey,
-                    make=lambda: self.fetch(project, path, meta, via),
-                    check=lambda: None,
-                    timeout=self.settings.origin_timeout,
-                )
-            except (OriginFailure, UnsupportedSource) as exc:
-                self._failed(mkey, meta, exc)
-            except ShieldError as exc:
-                logs.event("origin_retry_failed", project=project.name, path=path, code=exc.code)
-            finally:
-                self._refreshing.discard(mkey)
-
-        spawn(retry)
+        started = self._fetch_in_background(
+            project,
+            path,
+            meta,
+            via,
+            check=lambda: None,
+            failed=lambda exc: self._failed(mkey, meta, exc),
+            event="origin_retry_failed",
+        )
+        if started:
+            # Pushed forward, so other workers do not start a retry of their own.
+            self.store.set(mkey, meta)
 
     def _maybe_refresh_ahead(self, project, path, meta, now, via):
         """In the last tenth of an original's freshness, revalidate it in the background.
@@ -186,9 +176,6 @@ class Originals:
         if lifetime(meta, now) <= 0 or now < refresh_ahead_at(meta, now) or not gevent_patched():
             return
         mkey = meta_key_of(project.name, stored_path(path, via))
-        if mkey in self._refreshing:
-            return
-        self._refreshing.add(mkey)
 
         def refreshed_elsewhere():
             found = self.store.get(mkey)
@@ -196,20 +183,40 @@ class Originals:
                 return found
             return None
 
-        def refresh():
+        self._fetch_in_background(
+            project, path, meta, via, check=refreshed_elsewhere, failed=None, event="refresh_ahead_failed"
+        )
+
+    def _fetch_in_background(self, project, path, meta, via, check, failed, event):
+        """One background fetch of an original per worker at a time: False when one is under way.
+
+        `failed(exc)` takes an origin failure (else it is logged as `event`, like any other error).
+        """
+        mkey = meta_key_of(project.name, stored_path(path, via))
+        if mkey in self._refreshing:
+            return False
+        self._refreshing.add(mkey)
+
+        def run():
             try:
                 self.flight.once(
                     mkey,
                     make=lambda: self.fetch(project, path, meta, via),
-                    check=refreshed_elsewhere,
+                    check=check,
                     timeout=self.settings.origin_timeout,
                 )
+            except (OriginFailure, UnsupportedSource) as exc:
+                if failed is None:
+                    logs.event(event, project=project.name, path=path, code=exc.code)
+                else:
+                    failed(exc)
             except ShieldError as exc:
-                logs.event("refresh_ahead_failed", project=project.name, path=path, code=exc.code)
+                logs.event(event, project=project.name, path=path, code=exc.code)
             finally:
                 self._refreshing.discard(mkey)
 
-        spawn(refresh)
+        spawn(run)
+        return True
 
     def stored(self, project, path, via=None):
         """The stored original's metadata, fresh or not, without asking the origin; or None.
