@@ -77,12 +77,18 @@ class Profile:
 
     def cors_for(self, origin):
         """The per-request CORS headers for a listed Origin, or None."""
-        if origin and origin in self.origins:
-            return {"Access-Control-Allow-Origin": origin, "Timing-Allow-Origin": origin}
-        return None
+        granted = allowed_origin(self.origins, origin)
+        return {"Access-Control-Allow-Origin": granted, "Timing-Allow-Origin": granted} if granted else None
 
 
 CORS_ANY = {"Access-Control-Allow-Origin": "*", "Timing-Allow-Origin": "*"}
+
+
+def allowed_origin(cors_origins, origin):
+    """The Access-Control-Allow-Origin a project's cors_origins gives this Origin, or None."""
+    if "*" in cors_origins:
+        return "*"
+    return origin if origin and origin in cors_origins else None
 
 
 def profile_of(project):

@@ -19,7 +19,7 @@ from .. import logs, metrics
 from ..answer import Reply
 from ..delivery import Request
 from ..errors import MethodNotAllowed, ProjectNotFound, ShieldError
-from ..headers import SECURITY_HEADERS
+from ..headers import SECURITY_HEADERS, allowed_origin
 
 ERROR_HEADERS = tuple(SECURITY_HEADERS.items())
 # /c/<10 characters of Crockford base32>.<ext>: an edge API asset (contract section 8).
@@ -92,19 +92,17 @@ def answer_options(services, environ, path, project_name):
             allowed, cors = ", ".join(project.allowed_methods), project.cors_origins
         headers = {"Allow": allowed, "Cache-Control": "no-store", **SECURITY_HEADERS}
         origin = environ.get("HTTP_ORIGIN")
-        if origin and environ.get("HTTP_ACCESS_CONTROL_REQUEST_METHOD"):
-            if "*" in cors:
-                headers["Access-Control-Allow-Origin"] = "*"
-            elif origin in cors:
-                headers["Access-Control-Allow-Origin"] = origin
+        granted = allowed_origin(cors, origin) if origin else None
+        if granted and environ.get("HTTP_ACCESS_CONTROL_REQUEST_METHOD"):
+            headers["Access-Control-Allow-Origin"] = granted
+            if granted != "*":
                 headers["Vary"] = "Origin"
-            if "Access-Control-Allow-Origin" in headers:
-                headers["Access-Control-Allow-Methods"] = allowed
-                asked = environ.get("HTTP_ACCESS_CONTROL_REQUEST_HEADERS", "")
-                if asked and len(asked) <= 1024:
-                    # Range, If-None-Match and the like: an image URL reads no header it could be harmed by.
-                    headers["Access-Control-Allow-Headers"] = asked
-                headers["Access-Control-Max-Age"] = "86400"
+            headers["Access-Control-Allow-Methods"] = allowed
+            asked = environ.get("HTTP_ACCESS_CONTROL_REQUEST_HEADERS", "")
+            if asked and len(asked) <= 1024:
+                # Range, If-None-Match and the like: an image URL reads no header it could be harmed by.
+                headers["Access-Control-Allow-Headers"] = asked
+            headers["Access-Control-Max-Age"] = "86400"
         return Reply(204, headers, b"", "", project_name, {"length_unknown": True})
 
     return account(services, environ, path, project_name, produce)

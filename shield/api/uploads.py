@@ -26,6 +26,7 @@ from ..errors import (
     Unauthorized,
 )
 from ..guard.keys import iso
+from ..headers import allowed_origin
 from ..uploads import EXTENSIONS, TEMP_PREFIX, ext_for_type, new_id, seo_name
 from .auth import principal
 from .common import json_body, page_of, project_or_404, require_https, services
@@ -70,13 +71,12 @@ def _cors(project, resp_headers):
     origin = request.headers.get("Origin")
     if not origin:
         return
-    if "*" in project.cors_origins:
-        resp_headers["Access-Control-Allow-Origin"] = "*"
-    elif origin in project.cors_origins:
-        resp_headers["Access-Control-Allow-Origin"] = origin
-        resp_headers["Vary"] = "Origin"
-    else:
+    granted = allowed_origin(project.cors_origins, origin)
+    if granted is None:
         raise ForbiddenOrigin(f"Uploads from {origin[:100]} are not allowed for this project.")
+    resp_headers["Access-Control-Allow-Origin"] = granted
+    if granted != "*":
+        resp_headers["Vary"] = "Origin"
 
 
 def _browser_project():
