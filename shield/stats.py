@@ -127,6 +127,12 @@ class Stats:
                 args.append(project)
             for name, value in db.execute(sql + " GROUP BY name", args):
                 totals[name] = int(value)
-        served = totals["hits"] + totals["misses"] + totals["stale"]
-        totals["hit_ratio"] = round((totals["hits"] + totals["stale"]) / served, 4) if served else 0.0
-        return totals
+        return with_hit_ratio(totals)
+
+
+def with_hit_ratio(totals):
+    """The counters with their hit_ratio: hits and stale answers over everything served from the cache path."""
+    served = totals.get("hits", 0) + totals.get("misses", 0) + totals.get("stale", 0)
+    hits = totals.get("hits", 0) + totals.get("stale", 0)
+    totals["hit_ratio"] = round(hits / served, 4) if served else 0.0
+    return totals

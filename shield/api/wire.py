@@ -8,6 +8,7 @@ client's bytes are never echoed back.
 """
 
 import json
+from http import HTTPStatus
 
 from ..errors import BadRequest, HeadersTooLarge, ShieldError, UriTooLong
 from ..headers import SECURITY_HEADERS
@@ -35,7 +36,7 @@ def error_bytes(status):
         exc.status, exc.code = status, "bad_request" if 400 <= status < 500 else exc.code
     body = json.dumps(exc.to_json()).encode()
     lines = [
-        f"HTTP/1.1 {status} {_REASONS.get(status, 'Error')}",
+        f"HTTP/1.1 {status} {_reason(status)}",
         "Connection: close",
         "Content-Type: application/json",
         "Cache-Control: no-store",
@@ -43,6 +44,13 @@ def error_bytes(status):
         f"Content-Length: {len(body)}",
     ]
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin1") + body
+
+
+def _reason(status):
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return "Error"
 
 
 def install():

@@ -19,6 +19,7 @@ import time
 from collections import defaultdict
 
 from .. import logs
+from ..stats import with_hit_ratio
 from .link import PREFIX, ClusterDown
 
 _WINDOW = 60
@@ -129,9 +130,9 @@ class FleetStats:
             for name, value in counts.items():
                 totals[name] = totals.get(name, 0) + value
         nodes = {
-            node: _with_ratio(dict({n: 0 for n in totals}, **counts)) for node, counts in per_node.items()
+            node: with_hit_ratio(dict({n: 0 for n in totals}, **counts)) for node, counts in per_node.items()
         }
-        return dict(_with_ratio(totals), nodes=nodes)
+        return dict(with_hit_ratio(totals), nodes=nodes)
 
     def _fleet(self, r, project, start, end):
         lo = int(start // 60) if start is not None else int(time.time() // 60) - STATS_DAYS * 1440
@@ -149,10 +150,3 @@ class FleetStats:
                         counts[name] += int(value)
             out[node] = dict(counts)
         return out
-
-
-def _with_ratio(totals):
-    served = totals.get("hits", 0) + totals.get("misses", 0) + totals.get("stale", 0)
-    hits = totals.get("hits", 0) + totals.get("stale", 0)
-    totals["hit_ratio"] = round(hits / served, 4) if served else 0.0
-    return totals
