@@ -163,14 +163,20 @@ def _origin(value):
 _origin.kind = "str"
 
 
-def _address(value):
-    value = _str(value).strip()
-    if value and not re.fullmatch(r"[^\s:]*:\d{1,5}|\[[0-9a-fA-F:]+\]:\d{1,5}", value):
-        raise ValueError("expected host:port, e.g. 127.0.0.1:8001")
-    return value
+def _matching(pattern, message):
+    """A string setting that is empty or matches `pattern` whole (surrounding spaces dropped)."""
+
+    def check(value):
+        value = _str(value).strip()
+        if value and not re.fullmatch(pattern, value):
+            raise ValueError(message)
+        return value
+
+    check.kind = "str"
+    return check
 
 
-_address.kind = "str"
+_address = _matching(r"[^\s:]*:\d{1,5}|\[[0-9a-fA-F:]+\]:\d{1,5}", "expected host:port, e.g. 127.0.0.1:8001")
 
 
 def _log_level(value):
@@ -193,24 +199,8 @@ def _url_base(value):
 _url_base.kind = "str"
 
 
-def _redis_url(value):
-    value = _str(value).strip()
-    if value and not re.fullmatch(r"rediss?://[^\s/?#]+(/[0-9]{1,2})?", value):
-        raise ValueError("expected redis://host:port/db")
-    return value
-
-
-_redis_url.kind = "str"
-
-
-def _node_id(value):
-    value = _str(value).strip()
-    if value and not re.fullmatch(r"[A-Za-z0-9._-]{1,64}", value):
-        raise ValueError("expected 1-64 characters of A-Z a-z 0-9 . _ -")
-    return value
-
-
-_node_id.kind = "str"
+_redis_url = _matching(r"rediss?://[^\s/?#]+(/[0-9]{1,2})?", "expected redis://host:port/db")
+_node_id = _matching(r"[A-Za-z0-9._-]{1,64}", "expected 1-64 characters of A-Z a-z 0-9 . _ -")
 
 API_RATE_LIMITS = {"optimize": 300, "resize": 1200, "purge": 30}
 
