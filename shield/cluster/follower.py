@@ -27,7 +27,7 @@ import time
 from .. import logs
 from ..cache.purge import PurgeRequest
 from .link import ClusterDown
-from .log import APPLIED, LIVE_FOR, NODES, STREAM
+from .log import APPLIED, NODES, STREAM
 
 BLOCK = 1.0  # seconds an XREAD waits for new entries
 READY_WITHOUT_REDIS = 30.0  # seconds after start a node with a saved position serves without Redis
@@ -240,12 +240,8 @@ class Follower:
 
     def _heartbeat(self):
         self.link.call(lambda r: r.zadd(NODES, {self.log.node_id: time.time()}))
-        old = list(self.log._known)
-        now = time.time()
-        live = self.link.call(lambda r: r.zrangebyscore(NODES, now - LIVE_FOR, "+inf"))
-        self.log.remember_nodes(live, force=not os.path.exists(self.log.known_path))
-        if live != old:
-            logs.event("cluster_nodes", node=self.log.node_id, live=live)
+        if self.log.share_nodes():
+            logs.event("cluster_nodes", node=self.log.node_id, live=self.log.known)
 
     # -- the position, kept across restarts
 

@@ -64,6 +64,7 @@ class Log:
         self._outbox_lock = threading.Lock()
         self.known_path = os.path.join(state_dir, "cluster-nodes.json")  # written by the follower
         self._known = []
+        self._shared = None  # what share_nodes last wrote
 
     def append(self, body):
         """Publish one entry: its sequence number (0 when this entry was published already).
@@ -99,13 +100,17 @@ class Log:
         except (OSError, ValueError):
             return []
 
-    def remember_nodes(self, nodes, force=False):
-        if force or nodes != self._known:
-            tmp = self.known_path + ".tmp"
-            with open(tmp, "w") as fh:
-                json.dump(nodes, fh)
-            os.replace(tmp, self.known_path)
-        self._known = nodes
+    def share_nodes(self):
+        """Ask Redis for the live nodes and keep them for this node's other workers: True when they changed."""
+        nodes = self.live_nodes()
+        if nodes == self._shared and os.path.exists(self.known_path):
+            return False
+        tmp = self.known_path + ".tmp"
+        with open(tmp, "w") as fh:
+            json.dump(nodes, fh)
+        os.replace(tmp, self.known_path)
+        self._shared = nodes
+        return True
 
     def wait_applied(self, seq, timeout):
         """{node: "done" | "pending"} for every live node once all have applied `seq`, or at `timeout`."""
