@@ -55,10 +55,12 @@ def main():
         if f.lower().endswith(EXTENSIONS)
     )
     statuses, by_code, errors, slowest = collections.Counter(), collections.Counter(), [], []
+    split = []  # (file, query) answered differently by Accept: the same file must be good or bad for all
     started = time.time()
     for n, name in enumerate(files, 1):
         path = "/corpus/" + urllib.parse.quote(name)
         for query in URLS:
+            answers = set()
             for label, accept in ACCEPTS.items():
                 t = time.perf_counter()
                 resp = client.get(
@@ -72,6 +74,9 @@ def main():
                 if resp.status_code >= 500:
                     errors.append((resp.status_code, name, query, label, resp.get_data()[:160]))
                 slowest.append((took, name, query, label))
+                answers.add(resp.status_code < 400)
+            if len(answers) > 1:
+                split.append((name, query))
         if n % 25 == 0:
             print(f"[{n}/{len(files)}] {time.time() - started:.0f} s", file=sys.stderr, flush=True)
     slowest.sort(reverse=True)
@@ -84,6 +89,9 @@ def main():
         if name not in seen:
             seen.add(name)
             print(f"    {status} {name}?{query} ({label}): {body.decode(errors='replace')[:120]}")
+    print(f"answered differently by Accept: {len(split)}, in {len({n for n, _ in split})} files")
+    for name, query in split[:20]:
+        print(f"    {name}?{query}")
     print("slowest: " + "; ".join(f"{name}?{q} ({label}) {t:.2f} s" for t, name, q, label in slowest[:8]))
 
 

@@ -6,7 +6,7 @@ import time
 import numpy as np
 from PIL import Image, ImageOps
 
-from shield.image import engine, geometry, probe
+from shield.image import engine, geometry, pillow_codecs, probe
 
 Image.MAX_IMAGE_PIXELS = None
 PIL_FORMATS = {"jpeg": "JPEG", "webp": "WEBP", "avif": "AVIF", "png": "PNG"}
@@ -44,7 +44,7 @@ def pillow_render(body, width, fmt, quality, draft=True):
     elif fmt == "webp":
         im.save(out, "WEBP", quality=quality, method=int(engine.WEBP_METHOD))
     elif fmt == "avif":
-        im.save(out, "AVIF", quality=quality, speed=engine.AVIF_SPEED)
+        im.save(out, "AVIF", quality=quality, speed=pillow_codecs.AVIF_SPEED)
     else:
         im.save(out, "PNG")
     return out.getvalue(), im.size

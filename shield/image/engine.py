@@ -46,8 +46,6 @@ warnings.filterwarnings("error", category=CoderWarning)
 PILImage.MAX_IMAGE_PIXELS = None
 
 SRGB_PROFILE_PATHS = ("/usr/share/color/icc/sRGB.icc", "/usr/share/color/icc/colord/sRGB.icc")
-AVIF_SPEED = 8  # libavif 0-10: 8 is ~3x faster than 6 for ~5% more bytes
-JXL_EFFORT = 4  # libjxl 1-9: 4 is ~2x faster than the default 7 for ~3% more bytes
 PILLOW_ENCODED = ("avif", "jxl")  # encoded by Pillow from the wand's pixels
 SRGB_GAMMA = 1 / 2.2  # what a PNG's gAMA says for sRGB (45455 / 100000)
 WEBP_METHOD = "4"  # libwebp 0-6: 4 is its own default balance
@@ -120,7 +118,7 @@ def render(data, info, plan, out_format, quality, lossy_tiny=False, keep_metadat
                     return Rendered(body, out_format, plan.canvas_w, plan.canvas_h)
                 metadata = _metadata_for_pillow(img) if keep_metadata else {}
                 im = _to_pillow(img)  # the wand is released before libavif needs its memory
-            body = pillow_codecs.encode(im, out_format, quality, AVIF_SPEED, JXL_EFFORT, **metadata)
+            body = pillow_codecs.encode(im, out_format, quality, **metadata)
             return Rendered(body, out_format, plan.canvas_w, plan.canvas_h)
     finally:
         if max(info.width * info.height, plan.canvas_w * plan.canvas_h) >= TRIM_AFTER_PIXELS:
