@@ -11,6 +11,7 @@ ImageMagick, real cache) and prints the statuses by kind, every 5xx, and the slo
 
 import argparse
 import collections
+import json
 import os
 import sys
 import tempfile
@@ -72,7 +73,7 @@ def main():
                     body = resp.get_json(silent=True) or {}
                     by_code[(resp.status_code, body.get("error", {}).get("code"))] += 1
                 if resp.status_code >= 500:
-                    errors.append((resp.status_code, name, query, label, resp.get_data()[:160]))
+                    errors.append((resp.status_code, name, query, label, resp.get_data()))
                 slowest.append((took, name, query, label))
                 answers.add(resp.status_code < 400)
             if len(answers) > 1:
@@ -84,15 +85,24 @@ def main():
     print(f"requests {sum(statuses.values())}, statuses {dict(sorted(statuses.items()))}")
     print("failures by kind: " + ", ".join(f"{s} {c}: {k}" for (s, c), k in sorted(by_code.items())))
     print(f"5xx: {len(errors)}, in {len({e[1] for e in errors})} files")
-    seen = set()
-    for status, name, query, label, body in errors:
-        if name not in seen:
-            seen.add(name)
-            print(f"    {status} {name}?{query} ({label}): {body.decode(errors='replace')[:120]}")
+    kinds = collections.defaultdict(list)  # (status, first words of the message) -> files
+    for status, name, _query, _label, body in errors:
+        message = (_message_of(body) or "")[:60]
+        if name not in kinds[(status, message)]:
+            kinds[(status, message)].append(name)
+    for (status, message), names in sorted(kinds.items(), key=lambda kv: -len(kv[1])):
+        print(f"    {status} x{len(names)} files: {message!r}, e.g. {', '.join(names[:3])}")
     print(f"answered differently by Accept: {len(split)}, in {len({n for n, _ in split})} files")
     for name, query in split[:20]:
         print(f"    {name}?{query}")
     print("slowest: " + "; ".join(f"{name}?{q} ({label}) {t:.2f} s" for t, name, q, label in slowest[:8]))
+
+
+def _message_of(body):
+    try:
+        return json.loads(body)["error"]["message"]
+    except (ValueError, KeyError, TypeError):
+        return body.decode(errors="replace")
 
 
 if __name__ == "__main__":

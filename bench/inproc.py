@@ -42,7 +42,7 @@ def pillow_render(body, width, fmt, quality, draft=True):
     if fmt == "jpeg":
         im.save(out, "JPEG", quality=quality, optimize=True, progressive=True)
     elif fmt == "webp":
-        im.save(out, "WEBP", quality=quality, method=int(engine.WEBP_METHOD))
+        im.save(out, "WEBP", quality=quality, method=int(pillow_codecs.WEBP_METHOD))
     elif fmt == "avif":
         im.save(out, "AVIF", quality=quality, speed=pillow_codecs.AVIF_SPEED)
     else:

@@ -11,6 +11,7 @@ import os
 import threading
 
 from .errors import Overloaded
+from .image import budget
 
 # Transform threads run at a lower CPU priority than the event loop that serves
 # hits, so a full pool adds little to a hit's latency: the kernel gives the
@@ -20,9 +21,10 @@ _niced = set()
 
 
 class TransformPool:
-    def __init__(self, threads, queue_limit):
+    def __init__(self, threads, queue_limit, timeout=None):
         self.threads = threads
         self.queue_limit = queue_limit
+        self.timeout = timeout  # transform_timeout: each call's budget (image/budget.py)
         self.pending = 0
         self._pool = None
         self._pid = None
@@ -39,7 +41,7 @@ class TransformPool:
             raise Overloaded(retry_after=1)
         self.pending += 1
         try:
-            ok, value = self._get().apply(_call, (fn, args))
+            ok, value = self._get().apply(_call, (fn, args, self.timeout))
         finally:
             self.pending -= 1
         if not ok:
@@ -47,14 +49,17 @@ class TransformPool:
         return value
 
 
-def _call(fn, args):
+def _call(fn, args, timeout):
     """Run in a pool thread; the outcome travels back as a value, so gevent's hub never
     reports an expected error (a damaged original) as a crash on stderr."""
     _lower_priority()
+    budget.start(timeout)
     try:
         return True, fn(*args)
     except Exception as exc:  # noqa: BLE001 - re-raised in the calling greenlet
         return False, exc
+    finally:
+        budget.stop()
 
 
 def _lower_priority():

@@ -405,6 +405,12 @@ SHIELD_SETTINGS = [
         "transform_threads", 0, _int(0, 64), "OS threads per worker doing image work. 0: one per CPU core."
     ),
     Setting(
+        "transform_timeout",
+        20.0,
+        _float(0.1, 600),
+        "Seconds one transform may take; beyond, its work stops and the request gets 503 overloaded.",
+    ),
+    Setting(
         "transform_queue",
         64,
         _int(1, 100_000),

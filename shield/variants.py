@@ -117,7 +117,9 @@ class Variants:
                 box_w, box_h = max(1, round(plan.canvas_w * k)), max(1, round(plan.canvas_h * k))
                 small_fit = transform.fit if transform.w and transform.h else "inside"
                 plan = geometry.plan(src_w, src_h, box_w, box_h, small_fit, focus)
-                fmt = "webp" if fmt == "gif" else fmt
+                # A placeholder is a still, in the still format this client accepts (an animation's
+                # first frame: JPEG or PNG for a client without WebP, never a WebP it cannot show).
+                fmt = negotiate.output_format(transform.fmt, klass, info.has_alpha, animated=False)
                 quality, tiny = min(quality, LQIP_QUALITY), True
             rendered = self.pool.run(engine.render, body, info, plan, fmt, quality, tiny)
             out = rendered.body

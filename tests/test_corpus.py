@@ -102,8 +102,10 @@ def test_avif_irot_imir_and_clap_are_applied(corpus_app, name, fmt):
 def test_the_corpus_is_what_sources_md_lists():
     with open(os.path.join(CORPUS, "SOURCES.md")) as fh:
         listed = fh.read()
-    for name in os.listdir(os.path.join(CORPUS, "avif")):
-        assert f"`{name}`" in listed, name
+    for folder in ("avif", "heic", "exif", "color", "animation", "tiff", "webp", "png"):
+        assert f"## `{folder}/`" in listed, folder
+        for name in os.listdir(os.path.join(CORPUS, folder)):
+            assert f"`{name}`" in listed, name
     assert len(PNGSUITE) == 175 and "175 PNG" in listed
     for n in PNGSUITE:
         with open(os.path.join(CORPUS, "pngsuite", n), "rb") as fh:

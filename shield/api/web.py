@@ -70,7 +70,7 @@ class Services:
         self.settings = settings
         self.store = Store(settings.cache_dir, settings.cache_max_bytes)
         self.stats = Stats(settings.state_dir)
-        self.pool = TransformPool(settings.threads, settings.transform_queue)
+        self.pool = TransformPool(settings.threads, settings.transform_queue, settings.transform_timeout)
         self.flight = Flight(os.path.join(settings.cache_dir, "locks"))
         self.projects = Registry(settings)
         self.assets = AssetStore(settings.assets_path)
