@@ -67,6 +67,7 @@ class Optimizer:
         klass = negotiate.accept_class(accept, project.format_order) or "other"
         fmt = negotiate.output_format("auto", klass, info.has_alpha, info.animated)
         quality = quality or project.quality
+        overrides = project.format_quality if quality == project.quality else None  # else the table
         asset_id = asset_id_of(self.assets.secret(), project.name, path, via, quality, strip, fmt)
         found = self.assets.get(asset_id)
         if found is not None:
@@ -80,7 +81,9 @@ class Optimizer:
             src_w, src_h = info.oriented_size
             plan = geometry.plan(src_w, src_h, None, None, "inside")
             started = time.perf_counter()
-            rendered = self.pool.run(engine.render, body, info, plan, fmt, quality, False, not strip)
+            rendered = self.pool.run(
+                engine.render, body, info, plan, fmt, quality, False, not strip, overrides
+            )
             self.stats.incr(project.name, "transforms")
             made = probe.probe(rendered.body, self.settings.max_source_pixels)
             record = {

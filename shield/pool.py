@@ -36,12 +36,12 @@ class TransformPool:
             self._pool, self._pid = ThreadPool(self.threads), os.getpid()
         return self._pool
 
-    def run(self, fn, *args):
+    def run(self, fn, *args, **kwargs):
         if self.pending >= self.threads + self.queue_limit:
             raise Overloaded(retry_after=1)
         self.pending += 1
         try:
-            ok, value = self._get().apply(_call, (fn, args, self.timeout))
+            ok, value = self._get().apply(_call, (fn, args, kwargs, self.timeout))
         finally:
             self.pending -= 1
         if not ok:
@@ -49,13 +49,13 @@ class TransformPool:
         return value
 
 
-def _call(fn, args, timeout):
+def _call(fn, args, kwargs, timeout):
     """Run in a pool thread; the outcome travels back as a value, so gevent's hub never
     reports an expected error (a damaged original) as a crash on stderr."""
     _lower_priority()
     budget.start(timeout)
     try:
-        return True, fn(*args)
+        return True, fn(*args, **kwargs)
     except Exception as exc:  # noqa: BLE001 - re-raised in the calling greenlet
         return False, exc
     finally:

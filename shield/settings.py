@@ -306,6 +306,22 @@ def _format_order(value):
 
 
 _format_order.kind = "list"
+QUALITY_FORMATS = ("jpeg", "webp", "avif", "jxl")
+
+
+def _format_quality(value):
+    """format -> the encoder's own quality, instead of the one the quality table gives for q."""
+    if not isinstance(value, dict):
+        raise ValueError("expected a table such as {avif = 60, webp = 82}")
+    out = {}
+    for name, setting in value.items():
+        if name not in QUALITY_FORMATS:
+            raise ValueError(f"{name!r} is not one of {', '.join(QUALITY_FORMATS)}")
+        out[name] = _int(1, 100)(setting)
+    return out
+
+
+_format_quality.kind = "table"
 
 
 @dataclass(frozen=True)
@@ -449,7 +465,18 @@ PROJECT_SETTINGS = [
         "Hosts (and their subdomains) whose pages may embed the images. Empty: any.",
     ),
     Setting("require_referer", False, _bool, "With allowed_referers: refuse requests without a Referer too."),
-    Setting("quality", 80, _int(1, 100), "Default q."),
+    Setting(
+        "quality",
+        80,
+        _int(1, 100),
+        "Default q: the quality of a JPEG at q; every format is encoded to match it.",
+    ),
+    Setting(
+        "format_quality",
+        {},
+        _format_quality,
+        "Encoder settings per format for the project's quality, instead of the quality table's: {avif = 60}. Other q values use the table.",
+    ),
     Setting("max_width", 8192, _int(1, 16384), "w is clamped to this."),
     Setting("max_height", 8192, _int(1, 16384), "h is clamped to this."),
     Setting(

@@ -87,7 +87,16 @@ class Variants:
         if showable and (info.animated or info.format == target):
             return original()
         plan = geometry.plan(width, height, None, None, "inside", max_pixels=self.settings.max_output_pixels)
-        rendered = self.pool.run(engine.render, body, info, plan, target, project.quality)
+        rendered = self.pool.run(
+            engine.render,
+            body,
+            info,
+            plan,
+            target,
+            project.quality,
+            format_quality=project.format_quality,
+            opaque_format=self._opaque_format("auto", klass, info, target, info.animated),
+        )
         if showable:
             kept = original()
             if len(kept[1]) <= len(rendered.body):
@@ -111,6 +120,9 @@ class Variants:
         else:
             fmt = negotiate.output_format(transform.fmt, klass, info.has_alpha, info.animated)
             quality, tiny = transform.q or project.quality, False
+            # The project's per-format settings stand for its default q (`?q=` equal to it is
+            # the same variant); any other q goes through the quality table.
+            overrides = project.format_quality if quality == project.quality else None
             if transform.lqip:
                 # The same framing, at most LQIP_SIDE px on its long side, heavily compressed.
                 k = min(1.0, LQIP_SIDE / max(plan.canvas_w, plan.canvas_h))
@@ -121,7 +133,19 @@ class Variants:
                 # first frame: JPEG or PNG for a client without WebP, never a WebP it cannot show).
                 fmt = negotiate.output_format(transform.fmt, klass, info.has_alpha, animated=False)
                 quality, tiny = min(quality, LQIP_QUALITY), True
-            rendered = self.pool.run(engine.render, body, info, plan, fmt, quality, tiny)
+            rendered = self.pool.run(
+                engine.render,
+                body,
+                info,
+                plan,
+                fmt,
+                quality,
+                tiny,
+                format_quality=overrides,
+                opaque_format=self._opaque_format(
+                    transform.fmt, klass, info, fmt, info.animated and not transform.lqip
+                ),
+            )
             out = rendered.body
             header = {
                 "content_type": rendered.content_type,
@@ -130,6 +154,14 @@ class Variants:
             }
         self.stats.incr(project.name, "transforms")
         return dict(header, process=PROCESS_TRANSFORMED, smart_crop=focus is not None), out
+
+    @staticmethod
+    def _opaque_format(asked, klass, info, fmt, animated):
+        """What fmt=auto makes if the source's alpha channel turns out unused, when that differs."""
+        if asked != "auto" or not info.has_alpha:
+            return None
+        opaque = negotiate.output_format(asked, klass, False, animated)
+        return opaque if opaque != fmt else None
 
     @staticmethod
     def _focus(transform, plan, src_w, src_h, regions):

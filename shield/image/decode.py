@@ -123,7 +123,7 @@ def decode(data, info, need=None, animate=False, keep_metadata=False):
             library.MagickSetIteratorIndex(img.wand, 0)
         metadata = _normalise(img, keep_metadata)
         budget.check()
-        return Decoded([_opaque_dropped(_export(img))], metadata=metadata)
+        return Decoded([_opaque_dropped(_export(img, close=True))], metadata=metadata)
     finally:
         img.close()
 
@@ -290,20 +290,28 @@ def _watch(img):
         library.MagickSetImageProgressMonitor(img.wand, _monitor, None)
 
 
-def _export(img):
-    """The wand's current image as an 8-bit Pillow image (RGB, or RGBA with alpha), in one buffer.
+def _export(img, close=False):
+    """The wand's current image as an 8-bit Pillow image (RGBX, or RGBA with alpha), in one buffer.
 
-    MagickExportImagePixels writes straight into the bytearray Pillow then uses
-    in place (RGBA) or copies once into its 4-byte layout (RGB).
+    MagickExportImagePixels writes straight into a bytearray laid out as Pillow keeps
+    pixels (4 bytes each), which Pillow then maps without a copy. With `close`, the wand
+    (8 bytes a pixel, the largest copy) is released before Pillow takes the pixels.
+    engine.apply_plan turns RGBX into RGB (the same layout) once the image is its final size.
     """
-    mode = "RGBA" if library.MagickGetImageAlphaChannel(img.wand) else "RGB"
+    alpha = library.MagickGetImageAlphaChannel(img.wand)
     width = library.MagickGetImageWidth(img.wand)
     height = library.MagickGetImageHeight(img.wand)
-    buf = bytearray(width * height * len(mode))
+    buf = bytearray(width * height * 4)
     target = (ctypes.c_char * len(buf)).from_buffer(buf)
-    if not library.MagickExportImagePixels(img.wand, 0, 0, width, height, mode.encode(), _CHAR_PIXEL, target):
+    # "P": a pad byte, as in Pillow's RGBX.
+    if not library.MagickExportImagePixels(
+        img.wand, 0, 0, width, height, b"RGBA" if alpha else b"RGBP", _CHAR_PIXEL, target
+    ):
         img.raise_exception()
     del target  # a ctypes view would keep the buffer alive
+    if close:
+        img.close()
+    mode = "RGBA" if alpha else "RGBX"
     return PILImage.frombuffer(mode, (width, height), buf, "raw", mode, 0, 1)
 
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from PIL import Image as PILImage
 
 from . import budget, decode, geometry, pillow_codecs
+from . import quality as quality_scale
 from .negotiate import ALPHA_FORMATS, ANIMATED_FORMATS, CONTENT_TYPES
 
 RESIZE_FILTER = PILImage.Resampling.LANCZOS
@@ -55,8 +56,23 @@ class Rendered:
         return CONTENT_TYPES[self.format]
 
 
-def render(data, info, plan, out_format, quality, lossy_tiny=False, keep_metadata=False):
+def render(
+    data,
+    info,
+    plan,
+    out_format,
+    quality,
+    lossy_tiny=False,
+    keep_metadata=False,
+    format_quality=None,
+    opaque_format=None,
+):
     """Make the variant: `plan` is geometry.Plan over the upright source.
+
+    `quality` is the one scale of a URL's q (a JPEG's); each encoder gets its own matching
+    setting (quality.py), or the project's `format_quality` one. `opaque_format` replaces
+    `out_format` when the decoded pixels turn out to have no transparency (PNG chosen for a
+    header's alpha channel that no pixel uses: JPEG is a tenth of its bytes).
 
     `keep_metadata` keeps the source's EXIF (orientation reset, since the pixels
     are turned upright) and its colour profile (sRGB once converted). An
@@ -71,17 +87,25 @@ def render(data, info, plan, out_format, quality, lossy_tiny=False, keep_metadat
             animate = info.animated and out_format in ANIMATED_FORMATS
             decoded = decode.decode(data, info, (plan.resize_w, plan.resize_h), animate, keep_metadata)
             frames = decoded.frames
+            if opaque_format and all(frame.mode != "RGBA" for frame in frames):
+                out_format = opaque_format
             keep_alpha = out_format in ALPHA_FORMATS
             for index, frame in enumerate(frames):
                 frames[index] = apply_plan(frame, plan, keep_alpha)
                 budget.check()
+            setting = quality_scale.setting(out_format, quality, format_quality)
             if len(frames) > 1:
                 body = pillow_codecs.encode_animation(
-                    frames, out_format, quality, decoded.durations, decoded.loop, **decoded.metadata
+                    frames, out_format, setting, decoded.durations, decoded.loop, **decoded.metadata
                 )
             else:
                 body = pillow_codecs.encode(
-                    frames[0], out_format, quality, lossy_tiny=lossy_tiny, **decoded.metadata
+                    frames[0],
+                    out_format,
+                    setting,
+                    avif_speed=quality_scale.AVIF_SPEED,
+                    lossy_tiny=lossy_tiny,
+                    **decoded.metadata,
                 )
             return Rendered(body, out_format, plan.canvas_w, plan.canvas_h)
     finally:
@@ -109,6 +133,8 @@ def apply_plan(im, plan, keep_alpha, resample=RESIZE_FILTER):
             im = pillow_codecs.flattened(im)
         canvas.paste(im, ((plan.canvas_w - plan.crop_w) // 2, (plan.canvas_h - plan.crop_h) // 2))
         im = canvas
+    if im.mode == "RGBX":  # as decoded, mapped from ImageMagick's export: RGB for the encoders
+        im = im.convert("RGB")
     return im
 
 

@@ -1,0 +1,51 @@
+"""One quality scale: `q` means "the quality of a JPEG at q", whatever the output format.
+
+Each encoder's own quality number means a different picture (libwebp's 80 is worse than
+libjpeg's, libavif's 80 better and larger), so each gets the setting whose SSIMULACRA2
+score matches a JPEG's at q: quality_table.json, measured on photos and rebuilt by
+`bench/quality.py`. Between the table's points the setting is interpolated linearly.
+"""
+
+import bisect
+import json
+import os
+
+TABLE_PATH = os.path.join(os.path.dirname(__file__), "quality_table.json")
+
+
+def _load(path=TABLE_PATH):
+    try:
+        with open(path) as fh:
+            data = json.load(fh)
+    except FileNotFoundError:  # a checkout without the table: each encoder's own scale
+        return {}, 8
+    table = {
+        fmt: sorted((int(q), int(setting)) for q, setting in points.items())
+        for fmt, points in data["table"].items()
+    }
+    return table, int(data.get("avif_speed", 8))
+
+
+TABLE, AVIF_SPEED = _load()
+
+
+def setting(fmt, q, overrides=None):
+    """The encoder's own quality for `fmt` that looks like a JPEG at `q` (1-100).
+
+    `overrides` (a project's format_quality) wins for the formats it names.
+    """
+    if overrides and fmt in overrides:
+        return overrides[fmt]
+    points = TABLE.get(fmt)
+    if not points:
+        return q  # JPEG itself, and formats not measured (JPEG XL): their own scale
+    keys = [p[0] for p in points]
+    i = bisect.bisect_left(keys, q)
+    if i < len(keys) and keys[i] == q:
+        return points[i][1]
+    if i == 0:  # below the table: scale the lowest point down
+        return max(1, round(points[0][1] * q / points[0][0]))
+    if i == len(keys):
+        return points[-1][1]
+    (q0, s0), (q1, s1) = points[i - 1], points[i]
+    return max(1, min(100, round(s0 + (s1 - s0) * (q - q0) / (q1 - q0))))
