@@ -97,8 +97,11 @@ def reference(name):
         im = Image.fromarray((np.asarray(im, dtype=np.uint16) >> 8).astype(np.uint8))
     icc = im.info.get("icc_profile")
     im = ImageOps.exif_transpose(im)
-    if icc and b"sRGB" not in icc[:512]:
-        src = ImageCms.ImageCmsProfile(io.BytesIO(icc))
+    try:
+        src = ImageCms.ImageCmsProfile(io.BytesIO(icc)) if icc and b"sRGB" not in icc[:512] else None
+    except OSError:  # a profile that does not parse is ignored, as browsers ignore it
+        src = None
+    if src is not None:
         alpha = im.getchannel("A") if "A" in im.getbands() else None
         im = ImageCms.profileToProfile(
             im.convert("CMYK" if im.mode == "CMYK" else "RGB"), src, SRGB, outputMode="RGB"

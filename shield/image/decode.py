@@ -216,13 +216,16 @@ def _normalise(img, keep_metadata):
         budget.check()
     profile = img.profiles["icc"] if "icc" in img.profiles else None
     colorspace = colorspace_of(img)
+    converted = False
     if profile and SRGB_PROFILE and (colorspace == "cmyk" or b"sRGB" not in profile[:512]):
         # An embedded profile (Display P3, Adobe RGB, a printer's CMYK): convert the pixels
         # from it to sRGB. (Setting img.profiles["icc"] would only attach a profile.)
-        _convert_to_srgb(img)
-    elif colorspace != "srgb":
-        # CMYK without a profile, grey, YCbCr, and linear light ("rgb" and LinearGRAY: a PNG with
-        # gAMA 1.0), which every encoder must get as sRGB.
+        converted = _convert_to_srgb(img)
+    if converted:
+        pass
+    elif colorspace_of(img) != "srgb":
+        # CMYK without a (usable) profile, grey, YCbCr, and linear light ("rgb" and LinearGRAY:
+        # a PNG with gAMA 1.0), which every encoder must get as sRGB.
         img.transform_colorspace("srgb")
     elif img.format == "PNG" and abs(library.MagickGetImageGamma(img.wand) - SRGB_GAMMA) > 0.01:
         # A PNG's gAMA other than sRGB's (1.0 is read as linear light above): sample ->
@@ -261,10 +264,19 @@ library.MagickProfileImage.restype = ctypes.c_int
 
 
 def _convert_to_srgb(img):
-    """Pixels from the embedded ICC profile to sRGB, through ImageMagick's colour management (LCMS)."""
+    """Pixels from the embedded ICC profile to sRGB, through ImageMagick's colour management (LCMS).
+
+    A profile that does not fit the pixels (an RGB profile on a grey JPEG) or does not parse
+    is dropped, as browsers ignore it: False, and the caller converts by colourspace alone.
+    """
     blob = ctypes.create_string_buffer(SRGB_PROFILE, len(SRGB_PROFILE))
-    if not library.MagickProfileImage(img.wand, b"icc", blob, len(SRGB_PROFILE)):
-        img.raise_exception()
+    if library.MagickProfileImage(img.wand, b"icc", blob, len(SRGB_PROFILE)):
+        return True
+    library.MagickClearException(img.wand)
+    removed = library.MagickRemoveImageProfile(img.wand, b"icc", ctypes.byref(ctypes.c_ulong()))
+    if removed:
+        library.MagickRelinquishMemory(removed)
+    return False
 
 
 # MagickBooleanType (*)(const char *text, MagickOffsetType offset, MagickSizeType span, void *client_data)
