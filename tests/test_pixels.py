@@ -53,3 +53,17 @@ def test_linear_grey_pngs_are_served_not_500(folder):
     assert result.size == (64, 64)
     # gAMA 1.0: the stored values are linear light; as sRGB they come out brighter.
     assert result.getpixel((32, 32))[0] > grey.getpixel((32, 32)) + 20
+
+
+@pytest.mark.parametrize("lossless", [False, True])
+def test_a_large_webp_shrunk_on_load_looks_like_a_full_decode(lossless):
+    """libwebp's scaler decodes lossy WebPs straight to twice the size needed; lossless ones
+    (which that scaler gets wrong) take ImageMagick's full decode. Either way: the same picture."""
+    src = imaging.decode(imaging.sample("rocket.jpg")).convert("RGB").resize((2400, 1600))
+    out = io.BytesIO()
+    src.save(out, "WEBP", quality=90, lossless=lossless, method=0)
+    body = out.getvalue()
+    got = render(body, "png", w=300)
+    assert got.size == (300, 200)
+    reference = Image.open(io.BytesIO(body)).convert("RGB").resize((300, 200), Image.LANCZOS)
+    assert imaging.ssim(got, reference) > 0.97

@@ -24,7 +24,7 @@ from wand.exceptions import CacheError, CoderWarning, CorruptImageWarning, Resou
 from wand.image import COLORSPACE_TYPES, STORAGE_TYPES, Image
 
 from ..errors import OriginError, SourceTooLarge
-from . import budget, pillow_codecs
+from . import budget, pillow_codecs, webpscale
 
 # A damaged original must fail loudly, not come out with a grey band that
 # would then be cached: ImageMagick reports truncation only as a warning.
@@ -105,6 +105,10 @@ def decode(data, info, need=None, animate=False, keep_metadata=False):
         return _decode_heif(data, keep_metadata)
     if info.format == "tiff" and _jpeg_in_tiff(data):
         return _decode_with_libtiff(data, keep_metadata)
+    if info.format == "webp" and need is not None and not keep_metadata:
+        scaled = _webp_scaled(data, info, need)
+        if scaled is not None:
+            return Decoded([_opaque_dropped(scaled)])
     img = Image()
     try:
         _watch(img)
@@ -137,6 +141,38 @@ def _jpeg_hint(info, need):
     if info.orientation in (5, 6, 7, 8):
         need_w, need_h = need_h, need_w
     return need_w, need_h
+
+
+def _webp_scaled(data, info, need):
+    """A still WebP shrunk on load by libwebp's scaler to twice the size needed (Lanczos
+    does the rest), or None for ImageMagick's full decode: an animation, a reduction under
+    2x, a lossless file (libwebp's scaler gets lossless pixels wrong), a file with an ICC
+    profile or EXIF (ImageMagick converts and orients those), or one libwebp finds damaged
+    (ImageMagick then refuses it as it would at every other size)."""
+    need_w, need_h = need
+    if info.animated or need_w * 2 > info.width or need_h * 2 > info.height:
+        return None
+    if not _plain_lossy_webp(data):
+        return None
+    width = need_w * 2
+    height = max(need_h * 2, round(info.height * width / info.width))
+    try:
+        return webpscale.decode_scaled(data, width, min(height, info.height))
+    except ValueError:
+        return None
+
+
+def _plain_lossy_webp(data):
+    """Whether the WebP's image is lossy (VP8, with or without an alpha chunk), with no ICCP or EXIF chunk."""
+    pos = 12
+    while pos + 8 <= len(data):
+        kind = data[pos : pos + 4]
+        if kind in (b"ICCP", b"EXIF", b"VP8L", b"ANIM"):
+            return False
+        if kind == b"VP8 ":
+            return True
+        pos += 8 + int.from_bytes(data[pos + 4 : pos + 8], "little") + (data[pos + 4] & 1)
+    return False
 
 
 def _frames(img, count):
