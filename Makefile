@@ -73,6 +73,25 @@ clean:
 
 # Benchmarks, with the numbers of their baselines (see BENCHMARKS.md).
 # `make bench PHOTOS=/path/to/photos`; by default ../shared/images when it exists.
-.PHONY: bench
-bench: system-deps deps
+.PHONY: bench bench-deps
+bench: system-deps deps bench-deps
 	VENV=$(VENV) bench/bench.sh "$(PHOTOS)"
+
+# bench/quality.py: Debian's libvips for pyvips (libvips42t64 from Debian 13 on), then the
+# bench-only packages of bench/requirements.txt.
+bench-deps: deps $(VENV)/.bench-installed
+	@if ldconfig -p | grep -q 'libvips.so.42'; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		apt-get update -qq; \
+		pkg=libvips42; apt-cache show libvips42t64 >/dev/null 2>&1 && pkg=libvips42t64; \
+		echo "installing $$pkg"; \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$pkg >/dev/null; \
+	else \
+		echo "the quality benchmark compares with libvips. Install it, then run make again:"; \
+		echo "    sudo apt-get install libvips42"; \
+		exit 1; \
+	fi
+
+$(VENV)/.bench-installed: bench/requirements.txt $(VENV)/.installed
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r bench/requirements.txt
+	touch $@
