@@ -119,7 +119,7 @@ def _libwebp():
     return lib
 
 
-def size_of(data):
+def size_of(data: bytes) -> tuple[int, int, bool, bool] | None:
     """(width, height, has_alpha, has_animation) from the header, or None if unreadable or no libwebp."""
     lib = _libwebp()
     if lib is None:
@@ -131,7 +131,7 @@ def size_of(data):
     return feat.width, feat.height, bool(feat.has_alpha), bool(feat.has_animation)
 
 
-def decode_scaled(data, width, height):
+def decode_scaled(data: bytes, width: int, height: int) -> Image.Image | None:
     """A still WebP decoded by libwebp straight to width x height: RGB, or RGBA if it has alpha.
 
     Sizes are as stored (before any EXIF orientation) and each side is scaled on its own:
