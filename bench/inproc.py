@@ -7,6 +7,7 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from shield.image import engine, geometry, pillow_codecs, probe
+from shield.image import quality as quality_scale
 
 Image.MAX_IMAGE_PIXELS = None
 PIL_FORMATS = {"jpeg": "JPEG", "webp": "WEBP", "avif": "AVIF", "png": "PNG"}
@@ -39,12 +40,14 @@ def pillow_render(body, width, fmt, quality, draft=True):
     im = im.convert("RGB")
     im = im.resize((width, height), Image.Resampling.LANCZOS)
     out = io.BytesIO()
+    # The settings shield's quality table gives for q, so only the pipeline differs.
+    setting = quality_scale.setting(fmt, quality)
     if fmt == "jpeg":
-        im.save(out, "JPEG", quality=quality, optimize=True, progressive=True)
+        im.save(out, "JPEG", quality=setting, optimize=True, progressive=True)
     elif fmt == "webp":
-        im.save(out, "WEBP", quality=quality, method=int(pillow_codecs.WEBP_METHOD))
+        im.save(out, "WEBP", quality=setting, method=int(pillow_codecs.WEBP_METHOD))
     elif fmt == "avif":
-        im.save(out, "AVIF", quality=quality, speed=pillow_codecs.AVIF_SPEED)
+        im.save(out, "AVIF", quality=setting, speed=quality_scale.AVIF_SPEED)
     else:
         im.save(out, "PNG")
     return out.getvalue(), im.size

@@ -48,7 +48,7 @@ TARGETS = {
     "engine_avif": 1.0,
     "ssim": 0.97,
     "hit_p99_under_misses": 3.0,
-    "peak_rss_mb": 400,
+    "peak_rss_mb": 300,
     "rss_growth": 1.10,
     "scale": 1.2,
 }
