@@ -233,3 +233,20 @@ def test_heic_alpha_and_sizes(client):
     assert out.mode == "RGBA" and out.getchannel("A").getextrema() == alpha.getextrema() == (129, 255)
     hevc = Image.open(io.BytesIO(get(client, "heic/hevc32.heif", "fmt=png").get_data()))
     assert hevc.size == (32, 32)  # its clap: 64x64 coded, 32x32 shown
+
+
+def test_a_heic_thumbnail_serves_small_variants_alike():
+    """A variant at most half a stored thumbnail's size is made from the thumbnail (libheif
+    decodes it in a few ms); it looks like the full image shrunk."""
+    from shield.image import decode, engine, geometry, probe
+
+    with open(os.path.join(CORPUS, "heic/colors-with-alpha-thumbnail.heic"), "rb") as fh:
+        body = fh.read()
+    info = probe.probe(body, 10**9)
+    small = decode.decode(body, info, (20, 20)).frames[0]
+    full = decode.decode(body, info, None).frames[0]
+    assert small.size == (64, 64) and full.size == (72, 72)  # the thumbnail, and the image
+    out = engine.render(body, info, geometry.plan(72, 72, 20, None, "inside"), "png", 80).body
+    got = Image.open(io.BytesIO(out))
+    assert got.size == (20, 20) and got.mode == "RGBA"
+    assert difference(got, full.convert("RGBA")) < 6

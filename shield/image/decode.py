@@ -102,11 +102,11 @@ def decode(data, info, need=None, animate=False, keep_metadata=False):
         im = pillow_codecs.heif_transformed(im, info.heif_ops)  # libavif hands back the coded image
         return Decoded([_opaque_dropped(im)], metadata=metadata)
     if info.format == "heic":
-        return _decode_heif(data, keep_metadata)
+        return _decode_heif(data, keep_metadata, need)
     if info.format == "tiff" and _jpeg_in_tiff(data):
         return _decode_with_libtiff(data, keep_metadata)
     if info.format == "webp" and need is not None and not keep_metadata:
-        scaled = _webp_scaled(data, info, need)
+        scaled = webpscale.shrink_on_load(data, info, need)
         if scaled is not None:
             return Decoded([_opaque_dropped(scaled)])
     img = Image()
@@ -141,38 +141,6 @@ def _jpeg_hint(info, need):
     if info.orientation in (5, 6, 7, 8):
         need_w, need_h = need_h, need_w
     return need_w, need_h
-
-
-def _webp_scaled(data, info, need):
-    """A still WebP shrunk on load by libwebp's scaler to twice the size needed (Lanczos
-    does the rest), or None for ImageMagick's full decode: an animation, a reduction under
-    2x, a lossless file (libwebp's scaler gets lossless pixels wrong), a file with an ICC
-    profile or EXIF (ImageMagick converts and orients those), or one libwebp finds damaged
-    (ImageMagick then refuses it as it would at every other size)."""
-    need_w, need_h = need
-    if info.animated or need_w * 2 > info.width or need_h * 2 > info.height:
-        return None
-    if not _plain_lossy_webp(data):
-        return None
-    width = need_w * 2
-    height = max(need_h * 2, round(info.height * width / info.width))
-    try:
-        return webpscale.decode_scaled(data, width, min(height, info.height))
-    except ValueError:
-        return None
-
-
-def _plain_lossy_webp(data):
-    """Whether the WebP's image is lossy (VP8, with or without an alpha chunk), with no ICCP or EXIF chunk."""
-    pos = 12
-    while pos + 8 <= len(data):
-        kind = data[pos : pos + 4]
-        if kind in (b"ICCP", b"EXIF", b"VP8L", b"ANIM"):
-            return False
-        if kind == b"VP8 ":
-            return True
-        pos += 8 + int.from_bytes(data[pos + 4 : pos + 8], "little") + (data[pos + 4] & 1)
-    return False
 
 
 def _frames(img, count):
@@ -211,12 +179,15 @@ def _decode_with_libtiff(data, keep_metadata):
     return Decoded([_opaque_dropped(_upright_srgb(im, keep_metadata, out))], metadata=out)
 
 
-def _decode_heif(data, keep_metadata):
+def _decode_heif(data, keep_metadata, need=None):
     import pillow_heif  # noqa: PLC0415 - libheif loads only when a HEIC original comes
 
     # libheif applies clap, irot and imir itself; the primary image only (a still).
     try:
-        im = pillow_heif.open_heif(io.BytesIO(data), convert_hdr_to_8bit=True).to_pillow()
+        heif = pillow_heif.open_heif(io.BytesIO(data), convert_hdr_to_8bit=True)
+        im = _heif_thumbnail(heif, need) if need is not None and not keep_metadata else None
+        if im is None:
+            im = heif.to_pillow()
     except RuntimeError as exc:
         if "AV1" not in str(exc):
             raise
@@ -225,6 +196,24 @@ def _decode_heif(data, keep_metadata):
         im = PILImage.open(io.BytesIO(data))
     out = {}
     return Decoded([_opaque_dropped(_upright_srgb(im, keep_metadata, out))], metadata=out)
+
+
+def _heif_thumbnail(heif, need):
+    """The smallest thumbnail the file carries (phones store one of 320 px or so) that is at
+    least twice the size needed and has the image's shape: decoded in a few ms, where the
+    full image takes a hundred or more. None: decode the image itself."""
+    primary = heif[0]
+    width, height = primary.size
+    usable = []
+    for index, side in enumerate(primary.info.get("thumbnails") or ()):
+        if side >= 2 * max(need):
+            usable.append((side, index))
+    for _side, index in sorted(usable):
+        im = primary.get_thumbnail(index).to_pillow()
+        if abs(im.width / im.height - width / height) <= 0.02 * width / height:
+            im.info["icc_profile"] = primary.info.get("icc_profile")  # the image's colours
+            return im
+    return None
 
 
 def _upright_srgb(im, keep_metadata, out):

@@ -185,3 +185,35 @@ def _declined(status):
     if status in DAMAGED:
         raise ValueError(DAMAGED[status])
     return None
+
+
+def shrink_on_load(data, info, need):
+    """A still WebP shrunk on load by libwebp's scaler to twice the size needed (Lanczos
+    does the rest), or None for ImageMagick's full decode: an animation, a reduction under
+    2x, a lossless file (libwebp's scaler gets lossless pixels wrong), a file with an ICC
+    profile or EXIF (ImageMagick converts and orients those), or one libwebp finds damaged
+    (ImageMagick then refuses it as it would at every other size)."""
+    need_w, need_h = need
+    if info.animated or need_w * 2 > info.width or need_h * 2 > info.height:
+        return None
+    if not _plain_lossy_webp(data):
+        return None
+    width = need_w * 2
+    height = max(need_h * 2, round(info.height * width / info.width))
+    try:
+        return decode_scaled(data, width, min(height, info.height))
+    except ValueError:
+        return None
+
+
+def _plain_lossy_webp(data):
+    """Whether the WebP's image is lossy (VP8, with or without an alpha chunk), with no ICCP or EXIF chunk."""
+    pos = 12
+    while pos + 8 <= len(data):
+        kind = data[pos : pos + 4]
+        if kind in (b"ICCP", b"EXIF", b"VP8L", b"ANIM"):
+            return False
+        if kind == b"VP8 ":
+            return True
+        pos += 8 + int.from_bytes(data[pos + 4 : pos + 8], "little") + (data[pos + 4] & 1)
+    return False
