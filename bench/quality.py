@@ -17,6 +17,9 @@ width: AVIF and WebP against JPEG, and each of shield's encoders against libvips
 imgproxy's defaults (through pyvips), with the goals the product must reach.
 
     .venv/bin/python -m bench.quality [PHOTO_DIR ...] [--table-only] [--jobs N]
+
+About 7 minutes on 2 cores for the six photos of ../shared/images; every measured point
+goes to bench/results/quality.json.
 """
 
 import argparse
