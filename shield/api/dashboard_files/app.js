@@ -100,9 +100,11 @@ function show(view) {
 
 async function start() {
   $("#login").hidden = true;
-  $("#tabs").hidden = false;
   await loadProjectNames();
   show("overview");
+  // The tabs appear once the first view is shown: a tab clicked while the project
+  // names were loading used to be switched back to the overview.
+  $("#tabs").hidden = false;
   refresh();
   clearInterval(state.timer);
   state.timer = setInterval(refresh, REFRESH_MS);
