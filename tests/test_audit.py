@@ -155,8 +155,10 @@ def test_every_kind_of_purge_reaches_both_workers(gunicorn, tmp_path, origin, pu
     answer = requests.post(server.url + "/v1/purge", headers=ADMIN, json=purge, timeout=30)
     assert answer.status_code == 200 and answer.json()["purged"] >= 1
     seen = set()
-    for _ in range(60):
+    for _ in range(2000):  # until both workers have answered (the kernel may favour one for a while)
         resp = requests.get(url, headers={"Connection": "close"}, timeout=30)
         seen.add(resp.headers["X-Served-By"])
         assert imaging.close_color(imaging.mean_color(imaging.decode(resp.content)), (30, 30, 220), 40)
+        if len(seen) == 2:
+            break
     assert len(seen) == 2

@@ -109,7 +109,12 @@ def test_overview_matches_the_stats_api(page, server):
     assert page.inner_text("#total-hit-ratio") == f"{expected['hit_ratio'] * 100:.1f}%"
     assert page.inner_text("#total-origin-fetches") == f"{expected['origin_fetches']:,}"
     demo = requests.get(server.url + "/v1/stats?project=demo", headers=ADMIN, timeout=30).json()
-    assert page.inner_text("#per-project tr[data-project=demo] td:nth-child(2)") == f"{demo['requests']:,}"
+    # The page refreshes on its own clock: wait for the refresh that saw the same counters.
+    wait_until(
+        page,
+        "want => document.querySelector('#per-project tr[data-project=demo] td:nth-child(2)').textContent === want",
+        f"{demo['requests']:,}",
+    )
     assert page.locator("#chart polyline").count() >= 1
     assert page.evaluate("sessionStorage.getItem('shield-admin-token')") == ADMIN_TOKEN
     assert page.evaluate("localStorage.length") == 0
