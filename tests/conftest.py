@@ -12,6 +12,7 @@ import requests
 from shield import logs
 from shield.api.web import create_app
 from tests.origin_server import OriginServer
+from tests.security import client_of
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ADMIN_TOKEN = "test-admin-token-0123456789"
@@ -153,3 +154,23 @@ def gunicorn(tmp_path):
     yield start
     for server in started:
         server.stop()
+
+
+@pytest.fixture(scope="module")
+def corpus_app(tmp_path_factory):
+    """The committed corpus (tests/corpus) served as project `corpus`, one app per module."""
+    tmp = tmp_path_factory.mktemp("corpus")
+    shutil.copytree(os.path.join(os.path.dirname(__file__), "corpus"), tmp / "files")
+    app = create_app(
+        {
+            "shield": {
+                "cache_dir": str(tmp / "cache"),
+                "state_dir": str(tmp / "state"),
+                "log_level": "warning",
+            },
+            "projects": {
+                "corpus": {"origin": str(tmp / "files") + "/", "rate_limit": 0, "rate_limit_miss": 0}
+            },
+        }
+    )
+    return client_of(app)

@@ -3,7 +3,6 @@ and the pixels as a viewer shows them, against references decoded by Pillow alon
 
 import io
 import os
-import shutil
 
 import numpy as np
 import pytest
@@ -11,32 +10,10 @@ from PIL import Image
 
 from shield.image import engine, geometry, probe
 from tests import imaging
-from tests.security import client_of
 
 CORPUS = os.path.join(os.path.dirname(__file__), "corpus")
 PNGSUITE = sorted(os.listdir(os.path.join(CORPUS, "pngsuite")))
 URLS = ("w=40", "w=40&fmt=jpeg", "w=40&fmt=webp", "w=40&fmt=avif", "w=40&h=30&fit=contain", "")
-
-
-@pytest.fixture(scope="module")
-def corpus_app(tmp_path_factory):
-    from shield.api.web import create_app
-
-    tmp = tmp_path_factory.mktemp("corpus")
-    shutil.copytree(CORPUS, tmp / "files")
-    app = create_app(
-        {
-            "shield": {
-                "cache_dir": str(tmp / "cache"),
-                "state_dir": str(tmp / "state"),
-                "log_level": "warning",
-            },
-            "projects": {
-                "corpus": {"origin": str(tmp / "files") + "/", "rate_limit": 0, "rate_limit_miss": 0}
-            },
-        }
-    )
-    return client_of(app)
 
 
 @pytest.mark.parametrize("name", PNGSUITE)

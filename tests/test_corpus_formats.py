@@ -5,13 +5,10 @@ within a stated difference of a reference made by Pillow, pillow-heif and ImageC
 import contextlib
 import io
 import os
-import shutil
 
 import numpy as np
 import pytest
 from PIL import Image, ImageCms, ImageOps, ImageSequence
-
-from tests.security import client_of
 
 CORPUS = os.path.join(os.path.dirname(__file__), "corpus")
 FOLDERS = ("heic", "exif", "color", "animation", "tiff", "webp", "png")
@@ -55,24 +52,9 @@ SRGB = ImageCms.createProfile("sRGB")
 
 
 @pytest.fixture(scope="module")
-def client(tmp_path_factory):
-    from shield.api.web import create_app
-
-    tmp = tmp_path_factory.mktemp("corpus-formats")
-    shutil.copytree(CORPUS, tmp / "files")
-    app = create_app(
-        {
-            "shield": {
-                "cache_dir": str(tmp / "cache"),
-                "state_dir": str(tmp / "state"),
-                "log_level": "warning",
-            },
-            "projects": {
-                "corpus": {"origin": str(tmp / "files") + "/", "rate_limit": 0, "rate_limit_miss": 0}
-            },
-        }
-    )
-    return client_of(app)
+def client(corpus_app):
+    """The corpus served as project `corpus` (conftest's fixture)."""
+    return corpus_app
 
 
 def get(client, name, query="", accept="modern"):
