@@ -9,13 +9,17 @@ APT_PACKAGES := libmagickwand-6.q16-6 libmagickcore-6.q16-6-extra icc-profiles-f
 TEST_APT_PACKAGES := chromium fonts-dejavu-core redis-server haproxy
 export PORT
 
-.PHONY: run test lint format system-deps test-deps cluster-deps deps clean cluster
+.PHONY: run test screenshots lint format system-deps test-deps cluster-deps deps clean cluster
 
 run: system-deps deps
 	$(VENV)/bin/gunicorn -c gunicorn.conf.py app:app
 
 test: system-deps test-deps deps
 	$(VENV)/bin/python -m pytest -q $(PYTEST_ARGS)
+
+# The README's dashboard pictures (docs/dashboard/), taken by the browser tests.
+screenshots: system-deps test-deps deps
+	SHIELD_SCREENSHOTS=docs/dashboard $(VENV)/bin/python -m pytest -q tests/test_dashboard.py
 
 lint: deps
 	$(VENV)/bin/ruff check .

@@ -40,6 +40,14 @@ def test_the_table_is_committed_measured_and_monotonic():
     assert quality.setting("webp", 80) > 80 > quality.setting("avif", 80)
 
 
+def test_large_avifs_are_encoded_at_speed_8_and_the_rest_at_the_tables_speed():
+    small = geometry.plan(2560, 1600, 1600, None, "inside")
+    large = geometry.plan(2560, 1600, 2560, None, "inside")
+    assert small.canvas_w * small.canvas_h < engine.LARGE_AVIF_PIXELS <= large.canvas_w * large.canvas_h
+    assert engine._avif_speed(small) == quality.AVIF_SPEED
+    assert engine._avif_speed(large) == max(quality.AVIF_SPEED, 8)
+
+
 @pytest.mark.parametrize("fmt", ["jpeg", "webp", "avif"])
 def test_q_changes_bytes_monotonically(fmt):
     body = photo("rocket.jpg")
