@@ -37,6 +37,7 @@ import ssimulacra2
 from PIL import Image, ImageCms, ImageOps, features
 from tqdm import tqdm
 
+from bench.avif_speed import AVIF_GOAL, DEFAULT_Q, choose_speed, speed_reason
 from shield.image import pillow_codecs
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -55,12 +56,6 @@ AVIF_SETTINGS = (30, 40, 50, 55, 60, 65, 70, 75, 80, 85, 90, 95, 100)
 AVIF_SPEEDS = (6, 7, 8)
 # Speeds are compared over the qualities URLs use, not at the lossless end.
 SPEED_QS = (50, 60, 70, 80, 90)
-DEFAULT_Q = 80
-# A slower AVIF speed must save at least this share of bytes for each extra 1x of encode
-# CPU time. On 2 cores the encode is most of an AVIF miss (most misses are AVIF: browsers
-# that take it get it first), so an extra 1x is close to half the AVIF misses a second, and
-# the misses must stay ahead of thumbor's; a few percent of bytes does not pay for that.
-MIN_SAVING_PER_EXTRA_TIME = 0.10
 # imgproxy's defaults (processing/config.go, vips/config.go, vips/vips.c): quality 80, with
 # format_quality webp=79, avif=63; JPEG with optimize_coding, not interlaced; WebP effort 4,
 # preset default; AVIF through libheif's AV1 encoder at speed 8 (effort 9 - 8).
@@ -73,7 +68,7 @@ VIPS_SETTINGS = {
     "avif": (45, 55, 63, 70, 75, 80, 85),
 }
 NAMES = {"jpeg": "JPEG", "webp": "WebP", "avif": "AVIF"}
-GOALS = {"avif/jpeg": 0.65, "webp/jpeg": 0.82, "shield/libvips": 1.0}
+GOALS = {"avif/jpeg": AVIF_GOAL, "webp/jpeg": 0.82, "shield/libvips": 1.0}
 MIN_TIMED_SECONDS = 0.2  # fast encodes are repeated up to this long, and the fastest run kept
 MAX_TIMED_RUNS = 5
 AVIF_TIMED_RUNS = 2
@@ -365,38 +360,6 @@ def avif_vs_jpeg(rows, samples, speed):
         if avif:
             ratios.append(avif / jpeg["bytes"])
     return statistics.median(ratios)
-
-
-def choose_speed(speeds):
-    """The speed whose saving per extra 1x of encode time is the best, if it clears the bar; else 8."""
-    best, best_rate = 8, MIN_SAVING_PER_EXTRA_TIME
-    for speed, fig in speeds.items():
-        rate = _saving_rate(fig)
-        if speed != 8 and rate >= best_rate:
-            best, best_rate = speed, rate
-    return best
-
-
-def _saving_rate(fig):
-    """Share of the bytes saved per extra 1x of encode CPU time against speed 8 (0 if not slower)."""
-    extra_time = fig["cpu_vs_8"] - 1
-    return (1 - fig["bytes_vs_8"]) / extra_time if extra_time > 0 else 0.0
-
-
-def speed_reason(speeds, chosen):
-    parts = [
-        f"speed {s}: {f['bytes_vs_8']:.3f}x the bytes of speed 8 at equal SSIMULACRA2 for "
-        f"{f['cpu_vs_8']:.2f}x its encode CPU time ({f['wall_vs_8']:.2f}x wall), "
-        f"{_saving_rate(f):.1%} of the bytes saved per extra 1x"
-        for s, f in sorted(speeds.items())
-        if s != 8
-    ]
-    rule = (
-        f"a slower speed must save at least {MIN_SAVING_PER_EXTRA_TIME:.0%} of the bytes "
-        "per extra 1x of encode CPU time (the encode is most of an AVIF miss)"
-    )
-    verdict = f"speed {chosen} clears it best" if chosen != 8 else "neither clears it, so speed 8"
-    return f"{'; '.join(parts)}; {rule}: {verdict}."
 
 
 def build_table(rows, photos, refs):

@@ -48,6 +48,52 @@ def test_large_avifs_are_encoded_at_speed_8_and_the_rest_at_the_tables_speed():
     assert engine._avif_speed(large) == max(quality.AVIF_SPEED, 8)
 
 
+def test_the_tables_avif_speed_follows_the_rule_on_its_own_figures():
+    """The fastest speed within the CPU budget that reaches the byte goal, else the closest."""
+    from bench import avif_speed  # noqa: PLC0415 - the rule lives with the script
+
+    with open(quality.TABLE_PATH) as fh:
+        data = json.load(fh)
+    speeds = {int(s): fig for s, fig in data["avif_speeds"].items()}
+    assert set(speeds) == {6, 7, 8}
+    assert data["avif_speed"] == avif_speed.choose_speed(speeds)
+    # The rule itself, on figures where each branch decides.
+    fig = lambda b, c: {"bytes_vs_jpeg_q80": b, "cpu_vs_8": c}  # noqa: E731
+    assert avif_speed.choose_speed({6: fig(0.64, 3), 7: fig(0.64, 2), 8: fig(0.7, 1)}) == 7
+    assert avif_speed.choose_speed({6: fig(0.64, 5), 7: fig(0.68, 2), 8: fig(0.7, 1)}) == 7
+    assert avif_speed.choose_speed({6: fig(0.6, 3), 7: fig(0.66, 2), 8: fig(0.64, 1)}) == 8
+    # Each speed's AVIF setting comes from its own column: the table's speed by default.
+    for q in (50, 65, 80, 90):
+        chosen = data["avif_speeds"][str(data["avif_speed"])]["avif"][str(q)]
+        assert quality.setting("avif", q) == chosen == data["table"]["avif"][str(q)]
+        for s in (6, 7, 8):
+            assert quality.setting("avif", q, avif_speed=s) == data["avif_speeds"][str(s)]["avif"][str(q)]
+    assert quality.setting("avif", 80, {"avif": 40}, avif_speed=8) == 40
+
+
+def test_a_large_avif_is_encoded_at_speed_8_with_speed_8s_setting(monkeypatch):
+    """The engine hands the encoder the large-output speed and that speed's own column."""
+    seen = []
+    real_encode = pillow_codecs.encode
+
+    def recording(im, fmt, setting, **kw):
+        seen.append((fmt, setting, kw.get("avif_speed")))
+        return real_encode(im, fmt, setting, **kw)
+
+    monkeypatch.setattr(pillow_codecs, "encode", recording)
+    body = photo("rocket.jpg")
+    small = render(body, "avif", 80, w=200)
+    monkeypatch.setattr(engine, "LARGE_AVIF_PIXELS", 1)  # every output counts as large
+    large = render(body, "avif", 80, w=200)
+    assert seen == [
+        ("avif", quality.setting("avif", 80), quality.AVIF_SPEED),
+        ("avif", quality.setting("avif", 80, avif_speed=8), 8),
+    ]
+    for out in (small, large):
+        with Image.open(io.BytesIO(out.body)) as im:
+            assert im.format == "AVIF" and im.width == 200
+
+
 @pytest.mark.parametrize("fmt", ["jpeg", "webp", "avif"])
 def test_q_changes_bytes_monotonically(fmt):
     body = photo("rocket.jpg")

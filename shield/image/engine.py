@@ -96,7 +96,8 @@ def render(
             for index in range(len(frames)):  # in place: each decoded frame is freed once planned
                 frames[index] = apply_plan(frames[index], plan, keep_alpha)
                 budget.check()
-            setting = quality_scale.setting(out_format, quality, format_quality)
+            avif_speed = _avif_speed(plan)
+            setting = quality_scale.setting(out_format, quality, format_quality, avif_speed)
             if len(frames) > 1:
                 body = pillow_codecs.encode_animation(
                     frames, out_format, setting, decoded.durations, decoded.loop, **decoded.metadata
@@ -106,7 +107,7 @@ def render(
                     frames[0],
                     out_format,
                     setting,
-                    avif_speed=_avif_speed(plan),
+                    avif_speed=avif_speed,
                     lossy_tiny=lossy_tiny,
                     **decoded.metadata,
                 )
