@@ -333,7 +333,7 @@ def _export(img, close=False):
     MagickExportImagePixels writes straight into a bytearray laid out as Pillow keeps
     pixels (4 bytes each), which Pillow then maps without a copy. With `close`, the wand
     (8 bytes a pixel, the largest copy) is released before Pillow takes the pixels.
-    engine.apply_plan turns RGBX into RGB (the same layout) once the image is its final size.
+    JPEG and WebP encode RGBX as it is; the other encoders get RGB (pillow_codecs.encodable).
     """
     alpha = library.MagickGetImageAlphaChannel(img.wand)
     width = library.MagickGetImageWidth(img.wand)

@@ -94,7 +94,9 @@ def render(
                 out_format = opaque_format
             keep_alpha = out_format in ALPHA_FORMATS
             for index in range(len(frames)):  # in place: each decoded frame is freed once planned
-                frames[index] = apply_plan(frames[index], plan, keep_alpha)
+                frames[index] = pillow_codecs.encodable(
+                    apply_plan(frames[index], plan, keep_alpha), out_format
+                )
                 budget.check()
             avif_speed = _avif_speed(plan)
             setting = quality_scale.setting(out_format, quality, format_quality, avif_speed)
@@ -143,8 +145,6 @@ def apply_plan(im, plan, keep_alpha, resample=RESIZE_FILTER):
             im = pillow_codecs.flattened(im)
         canvas.paste(im, ((plan.canvas_w - plan.crop_w) // 2, (plan.canvas_h - plan.crop_h) // 2))
         im = canvas
-    if im.mode == "RGBX":  # as decoded, mapped from ImageMagick's export: RGB for the encoders
-        im = im.convert("RGB")
     return im
 
 

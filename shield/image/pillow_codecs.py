@@ -17,6 +17,9 @@ WEBP_METHOD = 4  # libwebp 0-6: 4 is its own default balance
 PNG_COMPRESS_LEVEL = 6  # zlib's default balance
 GIF_TRANSPARENT = 255  # the palette index of transparency in GIF outputs
 PROGRESSIVE_MIN_PIXELS = 10_000  # below this a progressive JPEG is larger, and shows nothing sooner
+# The encoders that read Pillow's RGBX (an opaque decode, 4 bytes a pixel) as it is: the
+# others need RGB, a copy of the same size.
+TAKES_RGBX = frozenset({"jpeg", "webp"})
 
 
 def heif_transformed(im, ops):
@@ -32,12 +35,20 @@ def heif_transformed(im, ops):
     return im
 
 
+def encodable(im, fmt):
+    """`im` in a mode `fmt`'s encoder takes: RGBX stays RGBX for JPEG and WebP, no copy made."""
+    if im.mode == "RGBX" and fmt not in TAKES_RGBX:
+        return im.convert("RGB")
+    return im
+
+
 def encode(im, fmt, setting, *, avif_speed=AVIF_SPEED, lossy_tiny=False, **metadata):
-    """`im` (8-bit RGB or RGBA, or L/LA) as `fmt`, at the encoder's own quality `setting`.
+    """`im` (8-bit RGB, RGBX or RGBA, or L/LA) as `fmt`, at the encoder's own quality `setting`.
 
     metadata: icc_profile and exif bytes, kept when the project asks for them.
     """
     out = io.BytesIO()
+    im = encodable(im, fmt)
     if fmt == "jpeg":
         im = flattened(im)
         im.save(
@@ -66,7 +77,7 @@ def encode(im, fmt, setting, *, avif_speed=AVIF_SPEED, lossy_tiny=False, **metad
 
 def flattened(im):
     """Transparency composited on white (for JPEG, and analyses without alpha)."""
-    if im.mode in ("RGB", "L"):
+    if im.mode in ("RGB", "RGBX", "L"):
         return im
     im = im.convert("RGBA")
     white = Image.new("RGB", im.size, (255, 255, 255))
