@@ -17,9 +17,8 @@ MAX_CPU_VS_8 = 4.0
 
 def choose_speed(speeds):
     """The fastest speed within the CPU budget that reaches the byte goal, else the closest."""
-    goal = AVIF_GOAL
     affordable = {s: f for s, f in speeds.items() if f["cpu_vs_8"] <= MAX_CPU_VS_8}
-    reaching = [s for s, f in affordable.items() if f["bytes_vs_jpeg_q80"] <= goal]
+    reaching = [s for s, f in affordable.items() if f["bytes_vs_jpeg_q80"] <= AVIF_GOAL]
     if reaching:
         return max(reaching)
     return min(affordable, key=lambda s: (affordable[s]["bytes_vs_jpeg_q80"], -s))
