@@ -82,14 +82,23 @@ class Optimizer:
             plan = geometry.plan(src_w, src_h, None, None, "inside")
             started = time.perf_counter()
             rendered = self.pool.run(
-                engine.render, body, info, plan, fmt, quality, False, not strip, overrides
+                engine.render,
+                body,
+                info,
+                plan,
+                fmt,
+                quality,
+                False,
+                not strip,
+                overrides,
+                avif_max_pixels=self.settings.avif_max_pixels,
             )
             self.stats.incr(project.name, "transforms")
             made = probe.probe(rendered.body, self.settings.max_source_pixels)
             record = {
                 "project": project.name,
                 "kind": "optimize",
-                "format": fmt,
+                "format": rendered.format,  # WebP for an AVIF over avif_max_pixels
                 "width": rendered.width,
                 "height": rendered.height,
                 "etag": strong_etag(rendered.body),
@@ -100,7 +109,7 @@ class Optimizer:
                 "process_ms": round((time.perf_counter() - started) * 1000, 2),
                 "info": dataclasses.asdict(made),
             }
-            return self.assets.put(asset_id, extension(fmt), rendered.body, record)
+            return self.assets.put(asset_id, extension(rendered.format), rendered.body, record)
 
         asset = self.flight.once(
             f"asset|{asset_id}",

@@ -406,6 +406,12 @@ SHIELD_SETTINGS = [
         "Largest output (width x height) a URL may ask for; larger answers 400.",
     ),
     Setting(
+        "avif_max_pixels",
+        6_000_000,
+        _int(0),
+        "AVIF outputs larger than this (width x height) are encoded as WebP: libaom needs ~24 bytes a pixel. 0: no limit.",
+    ),
+    Setting(
         "origin_timeout",
         10.0,
         _float(0.05, 300),

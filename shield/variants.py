@@ -96,6 +96,7 @@ class Variants:
             project.quality,
             format_quality=project.format_quality,
             opaque_format=self._opaque_format("auto", klass, info, target, info.animated),
+            avif_max_pixels=self.settings.avif_max_pixels,
         )
         if showable:
             kept = original()
@@ -145,6 +146,7 @@ class Variants:
                 opaque_format=self._opaque_format(
                     transform.fmt, klass, info, fmt, info.animated and not transform.lqip
                 ),
+                avif_max_pixels=self.settings.avif_max_pixels,
             )
             out = rendered.body
             header = {

@@ -29,14 +29,26 @@ LARGE_AVIF_PIXELS, LARGE_AVIF_SPEED = 4_000_000, 8
 SRGB_PROFILE = decode.SRGB_PROFILE
 
 
-def _load_malloc_trim():
+# Allocations of 4 MiB or more (decoded images, encoder frames) are mapped and unmapped on
+# their own, so each goes back to the system when freed. glibc's default threshold rises
+# to 32 MiB after the first large free; the buffers of a 15 MP transform then stayed in
+# the heap and a worker kept ~60 MB more after each, which the next transform added to
+# (the second of two 5120x2880 transforms peaked at 322 MB, not 264).
+MMAP_THRESHOLD = 4 * 1024 * 1024
+M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter
+
+
+def _load_libc():
     try:
-        return ctypes.CDLL("libc.so.6").malloc_trim
-    except (OSError, AttributeError):  # not glibc
+        return ctypes.CDLL("libc.so.6")
+    except OSError:  # not glibc
         return None
 
 
-_malloc_trim = _load_malloc_trim()
+_libc = _load_libc()
+_malloc_trim = getattr(_libc, "malloc_trim", None)
+if _libc is not None and hasattr(_libc, "mallopt"):
+    _libc.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)
 
 
 def _give_back_memory():
@@ -69,6 +81,7 @@ def render(
     keep_metadata=False,
     format_quality=None,
     opaque_format=None,
+    avif_max_pixels=0,
 ):
     """Make the variant: `plan` is geometry.Plan over the upright source.
 
@@ -92,6 +105,7 @@ def render(
             frames = decoded.frames
             if opaque_format and all(frame.mode != "RGBA" for frame in frames):
                 out_format = opaque_format
+            out_format = within_avif_limit(out_format, plan, avif_max_pixels)
             keep_alpha = out_format in ALPHA_FORMATS
             for index in range(len(frames)):  # in place: each decoded frame is freed once planned
                 frames[index] = pillow_codecs.encodable(
@@ -117,6 +131,13 @@ def render(
     finally:
         if max(info.width * info.height, plan.canvas_w * plan.canvas_h) >= TRIM_AFTER_PIXELS:
             _give_back_memory()
+
+
+def within_avif_limit(fmt, plan, avif_max_pixels):
+    """The format to encode: WebP for an AVIF over `avif_max_pixels` (0: no limit)."""
+    if fmt == "avif" and avif_max_pixels and plan.canvas_w * plan.canvas_h > avif_max_pixels:
+        return "webp"
+    return fmt
 
 
 def _avif_speed(plan):
