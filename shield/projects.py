@@ -71,10 +71,9 @@ class Registry:
         changes = self._changes.current()
         if not force and now - self._checked_at < REFRESH_INTERVAL and changes == self._seen_changes:
             return
-        self._checked_at, self._seen_changes = now, changes
         db = self._conn()
         if db is None:
-            return
+            return  # not marked as seen: the next call tries again
         try:
             # data_version moves whenever another connection commits to the file.
             version = (
@@ -82,11 +81,13 @@ class Registry:
                 db.execute("SELECT count(*), max(updated) FROM projects").fetchone(),
             )
             if version == self._seen_version and not force:
+                self._checked_at, self._seen_changes = now, changes
                 return
             rows = db.execute("SELECT name, body, deleted FROM projects").fetchall()
+            self._checked_at, self._seen_changes = now, changes
         except sqlite3.Error as exc:
             logs.fault_once("projects_db_read_failed", error=str(exc))
-            return
+            return  # not marked as seen: the next call tries again
         projects = dict(self._file_projects)
         for name, body, deleted in rows:
             if deleted:
