@@ -4,7 +4,10 @@ gunicorn.conf.py points PROMETHEUS_MULTIPROC_DIR at a fresh folder before any
 worker starts; without it (tests, a single process) the default registry is used.
 """
 
+import bisect
 import os
+import threading
+from collections import defaultdict
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -35,27 +38,56 @@ CACHE_BYTES = Gauge("shield_cache_bytes", "Bytes held by the cache.", multiproce
 
 
 _children = {}
+# Counts and each request's latency are added up here and written to the samples (in
+# multiprocess mode, a locked write into a mapped file per sample) by flush(): at least
+# every stats.FLUSH_INTERVAL, and before every exposition.
+_pending = defaultdict(float)
+_pending_lock = threading.Lock()
 
 
 def observe_request(status, cache, seconds):
     children = _children.get((status, cache))
     if children is None:
         label = (cache or "none").lower()
+        latency = LATENCY.labels(cache=label)
+        # The histogram's own values (the sum and each bucket's count), as Histogram.observe
+        # adds to them: prometheus_client has no call that adds a batch of observations.
         children = _children[(status, cache)] = (
-            REQUESTS.labels(status=str(status), cache=label),
-            LATENCY.labels(cache=label),
+            REQUESTS.labels(status=str(status), cache=label)._value,
+            latency._sum,
+            latency._buckets,
         )
-    children[0].inc()
-    children[1].observe(seconds)
+    requests, total, buckets = children
+    bucket = buckets[bisect.bisect_left(LATENCY_BUCKETS, seconds)]  # the last one is +Inf
+    with _pending_lock:
+        _pending[requests] += 1
+        _pending[total] += seconds
+        _pending[bucket] += 1
+
+
+def flush():
+    """Write the requests counted since the last flush into their samples."""
+    global _pending
+    with _pending_lock:
+        if not _pending:
+            return
+        pending, _pending = _pending, defaultdict(float)
+    for value, amount in pending.items():
+        value.inc(amount)
+
+
+_COUNTER_VALUES = {name: counter._value for name, counter in COUNTERS.items()}
 
 
 def count(name, value):
-    counter = COUNTERS.get(name)
+    counter = _COUNTER_VALUES.get(name)
     if counter is not None:
-        counter.inc(value)
+        with _pending_lock:
+            _pending[counter] += value
 
 
 def exposition(cache_bytes):
+    flush()
     CACHE_BYTES.set(cache_bytes)
     if MULTIPROCESS:
         from prometheus_client import multiprocess

@@ -84,6 +84,7 @@ class Stats:
             self.flush()
 
     def flush(self):
+        metrics.flush()
         with self._lock:
             self._last_flush = time.monotonic()
             if not self._buffer:

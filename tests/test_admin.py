@@ -225,10 +225,31 @@ def test_health_and_metrics(admin):
     assert 'cache="hit"' in text and 'cache="miss"' in text
 
 
-def metric_sum(text, name):
+def test_metrics_count_each_request_once_and_at_once(admin):
+    """Counts are added up in memory and written out before every exposition: none is late or twice."""
+    admin.get("/demo/coffee.png?w=35")  # the miss: what follows are hits
+    before = admin.get("/metrics").data.decode()
+    for _ in range(3):
+        assert admin.get("/demo/coffee.png?w=35").headers["X-Cache"] == "HIT"
+    admin.get("/demo/missing.png?w=35")
+    after = admin.get("/metrics").data.decode()
+
+    def delta(name, labels=""):
+        return metric_sum(after, name, labels) - metric_sum(before, name, labels)
+
+    assert delta("shield_requests_total", 'cache="hit"') == 3
+    assert delta("shield_requests_total", 'status="404"') == 1
+    assert delta("shield_request_seconds_count", 'cache="hit"') == 3
+    assert delta("shield_request_seconds_bucket", 'cache="hit",le="+Inf"') == 3
+    assert delta("shield_bytes_served_total") > 0
+    assert 0 < delta("shield_request_seconds_sum", 'cache="hit"') < 3
+
+
+def metric_sum(text, name, labels=""):
+    """The sum of a metric's samples, of those whose labels include `labels` when it is given."""
     total = 0.0
     for line in text.splitlines():
-        if line.startswith(name + "{") or line.startswith(name + " "):
+        if (line.startswith(name + "{") or line.startswith(name + " ")) and labels in line:
             total += float(line.rsplit(" ", 1)[1])
     return total
 

@@ -352,17 +352,27 @@ def test_request_log_line_is_the_json_event(capsys):
     stream = io.StringIO()
     old, handler.stream = handler.stream, stream
     try:
-        logs.line("request", method="GET", path="/demo/x.png", status=200, cache="HIT", bytes=12, ms=0.5)
+        logs.request("GET", "/demo/x.png", 200, "HIT", 12, 0.5)
         logs.event("request", method="GET", path="/demo/x.png", status=200, cache="HIT", bytes=12, ms=0.5)
+        logs.request("GET", '/d\u00e9mo/"x".png', 404, "", 0, 1.25)
+        logs.event(
+            "request", method="GET", path='/d\u00e9mo/"x".png', status=404, cache=None, bytes=0, ms=1.25
+        )
         logs.configure("warning")
-        logs.line("request", status=200)
+        logs.request("GET", "/demo/x.png", 200, "HIT", 12, 0.5)
     finally:
         handler.stream = old
         logs.configure("info")
-    lines = [json.loads(line) for line in stream.getvalue().splitlines()]
-    assert len(lines) == 2
+    written = stream.getvalue().splitlines()
+    lines = [json.loads(line) for line in written]
+    assert len(lines) == 4
     for line in lines:
         line.pop("ts")
+    # Byte for byte as the logging machinery writes it (but for the time), escapes included.
+    assert [line.partition(",")[2] for line in written[::2]] == [
+        line.partition(",")[2] for line in written[1::2]
+    ]
+    assert lines[2] == lines[3] and lines[2]["path"] == '/d\u00e9mo/"x".png' and lines[2]["cache"] is None
     assert (
         lines[0]
         == lines[1]
@@ -389,10 +399,11 @@ def test_request_log_line_goes_through_logging_when_other_handlers_listen():
     extra = Keep()
     logs.logger.addHandler(extra)
     try:
-        logs.line("request", status=204)
+        logs.request("GET", "/demo/x.png", 204, "", 0, 0.25)
     finally:
         logs.logger.removeHandler(extra)
-    assert [(r.getMessage(), r.fields) for r in records] == [("request", {"status": 204})]
+    fields = {"method": "GET", "path": "/demo/x.png", "status": 204, "cache": None, "bytes": 0, "ms": 0.25}
+    assert [(r.getMessage(), r.fields) for r in records] == [("request", fields)]
 
 
 def test_hot_set_can_be_turned_off(tmp_path, folder):
@@ -495,6 +506,6 @@ def test_request_log_write_failure_does_not_fail_the_request():
     handler = logs.logger.handlers[0]
     old, handler.stream = handler.stream, Broken()
     try:
-        logs.line("request", status=200)  # does not raise
+        logs.request("GET", "/demo/x.png", 200, "HIT", 12, 0.5)  # does not raise
     finally:
         handler.stream = old

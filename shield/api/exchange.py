@@ -154,15 +154,7 @@ def account(services, environ, path, project, produce):
     count(services.stats, project, status, x_cache, sent)
     elapsed = time.perf_counter() - started
     metrics.observe_request(status, x_cache, elapsed)
-    logs.line(
-        "request",
-        method=method,
-        path=path,
-        status=status,
-        cache=x_cache or None,
-        bytes=sent,
-        ms=round(elapsed * 1000, 2),
-    )
+    logs.request(method, path, status, x_cache, sent, round(elapsed * 1000, 2))
     return status, headers, body
 
 
