@@ -47,7 +47,13 @@ def pillow_render(body, width, fmt, quality, draft=True):
     elif fmt == "webp":
         im.save(out, "WEBP", quality=setting, method=int(pillow_codecs.WEBP_METHOD))
     elif fmt == "avif":
-        im.save(out, "AVIF", quality=setting, speed=quality_scale.AVIF_SPEED)
+        im.save(
+            out,
+            "AVIF",
+            quality=setting,
+            speed=quality_scale.AVIF_SPEED,
+            subsampling=pillow_codecs.AVIF_SUBSAMPLING,
+        )
     else:
         im.save(out, "PNG")
     return out.getvalue(), im.size

@@ -18,7 +18,7 @@ imgproxy's defaults (through pyvips), with the goals the product must reach.
 
     .venv/bin/python -m bench.quality [PHOTO_DIR ...] [--table-only] [--jobs N]
 
-About 7 minutes on 2 cores for the six photos of ../shared/images; every measured point
+About 22 minutes on 2 cores for the six photos of ../shared/images; every measured point
 goes to bench/results/quality.json.
 """
 
@@ -39,6 +39,7 @@ from tqdm import tqdm
 
 from bench.avif_speed import AVIF_GOAL, DEFAULT_Q, choose_speed, speed_reason
 from shield.image import pillow_codecs
+from shield.image.engine import LARGE_AVIF_PIXELS, LARGE_AVIF_SPEED
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TABLE_PATH = os.path.join(ROOT, "shield", "image", "quality_table.json")
@@ -54,6 +55,9 @@ JPEG_QS = tuple(range(30, 101, 5))
 WEBP_SETTINGS = (10, 20, 30, 40, 50, 60, 70, 75, 80, 85, 90, 95, 100)
 AVIF_SETTINGS = (30, 40, 50, 55, 60, 65, 70, 75, 80, 85, 90, 95, 100)
 AVIF_SPEEDS = (6, 7, 8)
+# Large outputs (engine.LARGE_AVIF_PIXELS) have an encoder of their own (speed 8, 4:2:0),
+# measured as one more "speed" of the AVIF jobs.
+LARGE = "large"
 # Speeds are compared over the qualities URLs use, not at the lossless end.
 SPEED_QS = (50, 60, 70, 80, 90)
 # imgproxy's defaults (processing/config.go, vips/config.go, vips/vips.c): quality 80, with
@@ -149,7 +153,7 @@ def shield_jobs():
     jobs = [("shield", "jpeg", None, q) for q in JPEG_QS]
     jobs += [("shield", "webp", None, s) for s in WEBP_SETTINGS]
     # The speeds of one setting back to back, so that a burst of outside load meets them alike.
-    jobs += [("shield", "avif", speed, s) for s in AVIF_SETTINGS for speed in AVIF_SPEEDS]
+    jobs += [("shield", "avif", speed, s) for s in AVIF_SETTINGS for speed in (*AVIF_SPEEDS, LARGE)]
     return jobs
 
 
@@ -165,6 +169,14 @@ def vips_jobs():
 def encoder(job, ref):
     """A function encoding `ref` as `job` says."""
     who, fmt, speed, setting = job
+    if who == "shield" and speed == LARGE:
+        return lambda: pillow_codecs.encode(
+            ref,
+            fmt,
+            setting,
+            avif_speed=LARGE_AVIF_SPEED,
+            avif_subsampling=pillow_codecs.LARGE_AVIF_SUBSAMPLING,
+        )
     if who == "shield":
         return lambda: pillow_codecs.encode(ref, fmt, setting, avif_speed=speed or pillow_codecs.AVIF_SPEED)
     return vips_encoder(ref, fmt, setting)
@@ -367,7 +379,7 @@ def build_table(rows, photos, refs):
     speeds = {s: speed_figures(rows, samples, s) for s in AVIF_SPEEDS}
     chosen = choose_speed(speeds)
     tables = {"webp": table_for(rows, "webp")}
-    tables.update({("avif", s): table_for(rows, "avif", s) for s in AVIF_SPEEDS})
+    tables.update({("avif", s): table_for(rows, "avif", s) for s in (*AVIF_SPEEDS, LARGE)})
     return {
         "source": "bench/quality.py",
         "metric": f"SSIMULACRA2 (ssimulacra2 {ssimulacra2.__version__}), median over photos x widths",
@@ -381,7 +393,7 @@ def build_table(rows, photos, refs):
             "webp": {str(q): s for q, (s, _) in tables["webp"].items()},
             "avif": {str(q): s for q, (s, _) in tables["avif", chosen].items()},
         },
-        # JPEG qs whose score the encoder's best setting (4:2:0 throughout) never reaches.
+        # JPEG qs whose score the encoder's best setting never reaches.
         "above_ceiling": {
             "webp": [q for q, (_, ok) in tables["webp"].items() if not ok],
             "avif": [q for q, (_, ok) in tables["avif", chosen].items() if not ok],
@@ -389,6 +401,13 @@ def build_table(rows, photos, refs):
         "avif_speeds": {
             str(s): {**speeds[s], "avif": {str(q): v for q, (v, _) in tables["avif", s].items()}}
             for s in AVIF_SPEEDS
+        },
+        "avif_large": {
+            "pixels": LARGE_AVIF_PIXELS,
+            "speed": LARGE_AVIF_SPEED,
+            "subsampling": pillow_codecs.LARGE_AVIF_SUBSAMPLING,
+            "bytes_vs_jpeg_q80": round(avif_vs_jpeg(rows, samples, LARGE), 3),
+            "avif": {str(q): v for q, (v, _) in tables["avif", LARGE].items()},
         },
     }
 
@@ -487,7 +506,7 @@ def print_table(table):
         mark = {fmt: "+" if int(q) in table["above_ceiling"][fmt] else "" for fmt in ("webp", "avif")}
         print(f"| {q} | {s:.1f} | {webp[q]}{mark['webp']} | {avif[q]}{mark['avif']} |")
     print()
-    print("+: the format's best setting (4:2:0) stays below that JPEG's score; the setting is clamped.")
+    print("+: the format's best setting stays below that JPEG's score; the setting is clamped.")
     print()
 
 
@@ -516,6 +535,13 @@ def print_speeds(table, rows, refs):
     qs = ", ".join(map(str, SPEED_QS))
     print(f"Bytes: median over photos x widths x the JPEG scores of q {qs}. Time: median over")
     print(f"settings {SPEED_QS[0]}-{SPEED_QS[-1]}, the same photos and widths. {table['avif_speed_reason']}")
+    print()
+    large = table["avif_large"]
+    print(
+        f"Large outputs ({large['pixels']:,} pixels and more): speed {large['speed']}, "
+        f"{large['subsampling']} chroma, setting {large['avif'][str(DEFAULT_Q)]} for q80, "
+        f"{large['bytes_vs_jpeg_q80']:.3f}x JPEG's bytes at q80's score (measured on the same photos)."
+    )
     print()
 
 

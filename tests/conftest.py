@@ -39,6 +39,22 @@ def _fresh_fault_log():
 
 
 @pytest.fixture
+def encodes(monkeypatch):
+    """Every call the engine makes to pillow_codecs.encode, as (image, format, setting, options)."""
+    from shield.image import pillow_codecs  # noqa: PLC0415 - only the engine's tests need it
+
+    seen = []
+    real_encode = pillow_codecs.encode
+
+    def recording(im, fmt, setting, **kw):
+        seen.append((im, fmt, setting, kw))
+        return real_encode(im, fmt, setting, **kw)
+
+    monkeypatch.setattr(pillow_codecs, "encode", recording)
+    return seen
+
+
+@pytest.fixture
 def origin():
     with OriginServer() as server:
         yield server

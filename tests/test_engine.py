@@ -279,22 +279,14 @@ def test_avif_encode_runs_after_the_wand_is_released(tmp_path):
 @pytest.mark.parametrize(
     ("fmt", "handed"), [("jpeg", "RGBX"), ("webp", "RGBX"), ("avif", "RGB"), ("png", "RGB")]
 )
-def test_opaque_pixels_reach_jpeg_and_webp_as_decoded(monkeypatch, fmt, handed):
+def test_opaque_pixels_reach_jpeg_and_webp_as_decoded(encodes, fmt, handed):
     """ImageMagick's export is RGBX (4 bytes a pixel, mapped without a copy): libjpeg and
     libwebp read it as it is, and the bytes are those of the same pixels as RGB; the other
     encoders get RGB."""
     from shield.image import pillow_codecs  # noqa: PLC0415
 
-    seen = []
-    real_encode = pillow_codecs.encode
-
-    def recording(im, out_format, setting, **kw):
-        seen.append((im, setting, kw))
-        return real_encode(im, out_format, setting, **kw)
-
-    monkeypatch.setattr(pillow_codecs, "encode", recording)
     out, decoded = render(imaging.sample("rocket.jpg"), 320, None, "inside", fmt)
     assert decoded.size == (out.width, out.height) and out.width == 320
-    ((im, setting, kw),) = seen
-    assert im.mode == handed
-    assert real_encode(im.convert("RGB"), fmt, setting, **kw) == out.body
+    ((im, out_format, setting, kw),) = encodes
+    assert im.mode == handed and out_format == fmt
+    assert pillow_codecs.encode(im.convert("RGB"), fmt, setting, **kw) == out.body

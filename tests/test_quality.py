@@ -40,12 +40,33 @@ def test_the_table_is_committed_measured_and_monotonic():
     assert quality.setting("webp", 80) > 80 > quality.setting("avif", 80)
 
 
-def test_large_avifs_are_encoded_at_speed_8_and_the_rest_at_the_tables_speed():
+def test_large_avifs_are_encoded_at_speed_8_in_420_and_the_rest_at_the_tables_speed_in_444():
     small = geometry.plan(2560, 1600, 1600, None, "inside")
     large = geometry.plan(2560, 1600, 2560, None, "inside")
     assert small.canvas_w * small.canvas_h < engine.LARGE_AVIF_PIXELS <= large.canvas_w * large.canvas_h
-    assert engine._avif_speed(small) == quality.AVIF_SPEED
-    assert engine._avif_speed(large) == max(quality.AVIF_SPEED, 8)
+    assert engine._avif_profile(small) == (quality.AVIF_SPEED, "4:4:4", False)
+    assert engine._avif_profile(large) == (max(quality.AVIF_SPEED, 8), "4:2:0", True)
+
+
+def avif_chroma(body):
+    """The chroma of an AVIF's AV1 stream, from its av1C box: "4:4:4", "4:2:0" or "4:0:0"."""
+    at = body.index(b"av1C") + 4
+    flags = body[at + 2]
+    if flags & 0x10:
+        return "4:0:0"
+    return {(0, 0): "4:4:4", (1, 0): "4:2:2", (1, 1): "4:2:0"}[(flags >> 3) & 1, (flags >> 2) & 1]
+
+
+def test_avif_chroma_is_full_below_the_large_size_and_halved_from_it(monkeypatch):
+    body = photo("rocket.jpg")
+    small = render(body, "avif", 80, w=300)
+    assert avif_chroma(small.body) == "4:4:4"
+    monkeypatch.setattr(engine, "LARGE_AVIF_PIXELS", 1)
+    large = render(body, "avif", 80, w=300)
+    assert avif_chroma(large.body) == "4:2:0"
+    reference = Image.open(io.BytesIO(body)).convert("RGB").resize((300, small.height), Image.LANCZOS)
+    for out in (small, large):
+        assert imaging.ssim(imaging.decode(out.body), reference) > 0.9
 
 
 def test_the_tables_avif_speed_follows_the_rule_on_its_own_figures():
@@ -68,26 +89,29 @@ def test_the_tables_avif_speed_follows_the_rule_on_its_own_figures():
         assert quality.setting("avif", q) == chosen == data["table"]["avif"][str(q)]
         for s in (6, 7, 8):
             assert quality.setting("avif", q, avif_speed=s) == data["avif_speeds"][str(s)]["avif"][str(q)]
+        # Large outputs: their own column, measured at their own speed and chroma.
+        large = data["avif_large"]
+        assert (large["pixels"], large["speed"], large["subsampling"]) == (
+            engine.LARGE_AVIF_PIXELS,
+            8,
+            "4:2:0",
+        )
+        assert quality.setting("avif", q, avif_large=True) == large["avif"][str(q)]
     assert quality.setting("avif", 80, {"avif": 40}, avif_speed=8) == 40
 
 
-def test_a_large_avif_is_encoded_at_speed_8_with_speed_8s_setting(monkeypatch):
-    """The engine hands the encoder the large-output speed and that speed's own column."""
-    seen = []
-    real_encode = pillow_codecs.encode
-
-    def recording(im, fmt, setting, **kw):
-        seen.append((fmt, setting, kw.get("avif_speed")))
-        return real_encode(im, fmt, setting, **kw)
-
-    monkeypatch.setattr(pillow_codecs, "encode", recording)
+def test_a_large_avif_is_encoded_at_speed_8_in_420_with_its_own_setting(monkeypatch, encodes):
+    """The engine hands the encoder the large-output speed and chroma, and their own column."""
     body = photo("rocket.jpg")
     small = render(body, "avif", 80, w=200)
     monkeypatch.setattr(engine, "LARGE_AVIF_PIXELS", 1)  # every output counts as large
     large = render(body, "avif", 80, w=200)
+    seen = [
+        (fmt, setting, kw.get("avif_speed"), kw.get("avif_subsampling")) for _, fmt, setting, kw in encodes
+    ]
     assert seen == [
-        ("avif", quality.setting("avif", 80), quality.AVIF_SPEED),
-        ("avif", quality.setting("avif", 80, avif_speed=8), 8),
+        ("avif", quality.setting("avif", 80), quality.AVIF_SPEED, "4:4:4"),
+        ("avif", quality.setting("avif", 80, avif_large=True), 8, "4:2:0"),
     ]
     for out in (small, large):
         with Image.open(io.BytesIO(out.body)) as im:

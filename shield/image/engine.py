@@ -23,8 +23,9 @@ RESIZE_FILTER = PILImage.Resampling.LANCZOS
 REDUCING_GAP = 3.0
 # After a transform this large, freed memory is handed back to the system at once.
 TRIM_AFTER_PIXELS = 4_000_000
-# AVIFs this large are encoded at libaom's speed 8 whatever the table chose: on a 14.7 MP
-# image speed 7 takes ~55 MB more (libaom needs ~23 bytes a pixel either way) and 1.7x the time.
+# AVIFs this large are encoded at libaom's speed 8 whatever the table chose, and with 4:2:0
+# chroma: on a 14.7 MP image speed 7 takes ~55 MB more (libaom needs ~23 bytes a pixel either
+# way) and 1.7x the time; 4:4:4 takes ~31 bytes a pixel. The table has their own column.
 LARGE_AVIF_PIXELS, LARGE_AVIF_SPEED = 4_000_000, 8
 SRGB_PROFILE = decode.SRGB_PROFILE
 
@@ -112,8 +113,8 @@ def render(
                     apply_plan(frames[index], plan, keep_alpha), out_format
                 )
                 budget.check()
-            avif_speed = _avif_speed(plan)
-            setting = quality_scale.setting(out_format, quality, format_quality, avif_speed)
+            avif_speed, avif_subsampling, large = _avif_profile(plan)
+            setting = quality_scale.setting(out_format, quality, format_quality, avif_speed, large)
             if len(frames) > 1:
                 body = pillow_codecs.encode_animation(
                     frames, out_format, setting, decoded.durations, decoded.loop, **decoded.metadata
@@ -124,6 +125,7 @@ def render(
                     out_format,
                     setting,
                     avif_speed=avif_speed,
+                    avif_subsampling=avif_subsampling,
                     lossy_tiny=lossy_tiny,
                     **decoded.metadata,
                 )
@@ -140,10 +142,11 @@ def within_avif_limit(fmt, plan, avif_max_pixels):
     return fmt
 
 
-def _avif_speed(plan):
+def _avif_profile(plan):
+    """(speed, chroma subsampling, large) of an AVIF of this size: large ones are faster and leaner."""
     if plan.canvas_w * plan.canvas_h >= LARGE_AVIF_PIXELS:
-        return max(quality_scale.AVIF_SPEED, LARGE_AVIF_SPEED)
-    return quality_scale.AVIF_SPEED
+        return max(quality_scale.AVIF_SPEED, LARGE_AVIF_SPEED), pillow_codecs.LARGE_AVIF_SUBSAMPLING, True
+    return quality_scale.AVIF_SPEED, pillow_codecs.AVIF_SUBSAMPLING, False
 
 
 def decode_check(data, info):

@@ -18,31 +18,36 @@ def _load(path=TABLE_PATH):
         with open(path) as fh:
             data = json.load(fh)
     except FileNotFoundError:  # a checkout without the table: each encoder's own scale
-        return {}, 8, {}
+        return {}, 8, {}, []
     table = {fmt: _points(column) for fmt, column in data["table"].items()}
     # Each measured AVIF speed has its own column: an AVIF encoded at another speed than the
-    # table's (large outputs, engine.LARGE_AVIF_SPEED) takes the settings that match it.
+    # table's takes the settings that match it. Large outputs (engine.LARGE_AVIF_PIXELS) have
+    # a column of their own, measured at their speed and chroma.
     avif_by_speed = {int(s): _points(fig["avif"]) for s, fig in data.get("avif_speeds", {}).items()}
-    return table, int(data.get("avif_speed", 8)), avif_by_speed
+    avif_large = _points(data["avif_large"]["avif"]) if "avif_large" in data else []
+    return table, int(data.get("avif_speed", 8)), avif_by_speed, avif_large
 
 
 def _points(column):
     return sorted((int(q), int(setting)) for q, setting in column.items())
 
 
-TABLE, AVIF_SPEED, AVIF_BY_SPEED = _load()
+TABLE, AVIF_SPEED, AVIF_BY_SPEED, AVIF_LARGE = _load()
 
 
-def setting(fmt, q, overrides=None, avif_speed=None):
+def setting(fmt, q, overrides=None, avif_speed=None, avif_large=False):
     """The encoder's own quality for `fmt` that looks like a JPEG at `q` (1-100).
 
     `overrides` (a project's format_quality) wins for the formats it names. `avif_speed`
-    picks that speed's AVIF column when it was measured (the table's speed otherwise).
+    picks that speed's AVIF column when it was measured (the table's speed otherwise);
+    `avif_large`, the column of large outputs (their speed and chroma).
     """
     if overrides and fmt in overrides:
         return overrides[fmt]
     points = TABLE.get(fmt)
-    if fmt == "avif" and avif_speed in AVIF_BY_SPEED:
+    if fmt == "avif" and avif_large and AVIF_LARGE:
+        points = AVIF_LARGE
+    elif fmt == "avif" and avif_speed in AVIF_BY_SPEED:
         points = AVIF_BY_SPEED[avif_speed]
     if not points:
         return q  # JPEG itself, and formats not measured (JPEG XL): their own scale
