@@ -33,6 +33,8 @@ MISS_WIDTHS = (200, 1200)
 MISS_QUALITY = 80
 HIT_CONNECTIONS = 32
 MISS_CONNECTIONS = 8
+# What gunicorn adds to every answer itself (the baseline gets them from gunicorn too).
+GUNICORN_HEADERS = frozenset({"server", "date", "connection", "keep-alive", "transfer-encoding"})
 PROBE_CONNECTIONS = 8
 # Transforms of the 5120x2880 JPEG: a usual size, retina, nearly full size, and full size
 # (no w) in WebP and AVIF.
@@ -114,19 +116,21 @@ class Bench:
         self.servers.append(server.start())
         return server
 
-    def baseline(self, body, content_type):
+    def baseline(self, body, content_type, headers=None):
+        """The in-memory app; with `headers` (shield's answer's), it answers with those."""
         path = os.path.join(self.work, "baseline-body")
         with open(path, "wb") as fh:
             fh.write(body)
-        return self._gunicorn(
-            "baseline",
-            "bench.baseline_app:app",
-            {
-                "SHIELD_CONFIG": os.path.join(self.work, "shield-hits.toml"),
-                "BENCH_BASELINE_BODY": path,
-                "BENCH_BASELINE_TYPE": content_type,
-            },
-        )
+        env = {
+            "SHIELD_CONFIG": os.path.join(self.work, "shield-hits.toml"),
+            "BENCH_BASELINE_BODY": path,
+            "BENCH_BASELINE_TYPE": content_type,
+        }
+        if headers is not None:
+            env["BENCH_BASELINE_HEADERS"] = json.dumps(
+                [[k, v] for k, v in headers.items() if k.lower() not in GUNICORN_HEADERS]
+            )
+        return self._gunicorn("baseline-headers" if headers else "baseline", "bench.baseline_app:app", env)
 
     def thumbor(self):
         binary = self.args.thumbor
@@ -279,8 +283,14 @@ class Bench:
         headers, body = self.warm(server)
         self.large_hits_ok = self.check_large_hits(server)
         base = self.baseline(body, headers.get("Content-Type", "image/webp"))
-        targets = {"shield": server.url + shield_path, "baseline": base.url + shield_path}
-        owners = {"shield": server, "baseline": base, "thumbor": self.thumbor_server}
+        # The same app answering with shield's own response headers: what they cost gunicorn.
+        dressed = self.baseline(body, headers.get("Content-Type", "image/webp"), headers)
+        targets = {
+            "shield": server.url + shield_path,
+            "baseline": base.url + shield_path,
+            "headers": dressed.url + shield_path,
+        }
+        owners = {"shield": server, "baseline": base, "headers": dressed, "thumbor": self.thumbor_server}
         if self.thumbor_server:
             turl = self.thumbor_server.url + thumbor_path
             get(turl)
@@ -304,7 +314,9 @@ class Bench:
                     )
                 )
         self.results["hits"] = {name: summarize(r) for name, r in runs.items()}
+        self.results["hit_headers"] = sum(1 for k in headers if k.lower() not in GUNICORN_HEADERS)
         self.stop(base)
+        self.stop(dressed)
 
     def walk_args(self, template, quality, threads, offset=0):
         return (template, ",".join(self.names), *MISS_WIDTHS, quality, quality, threads, offset)
@@ -714,6 +726,15 @@ def report(r, notes, bench):
         f"{b['median_cpu_us']:.0f}",
         f"{b['median_cpu_us'] / s['median_cpu_us']:.2f}x capacity",
     )
+    dressed = hits.get("headers")
+    if dressed:
+        row(
+            1,
+            f"... the in-memory app with shield's {r['hit_headers']} response headers: req/s, CPU per hit us",
+            f"{s['rps']:,.0f}, {s['median_cpu_us']:.0f}",
+            f"{dressed['rps']:,.0f}, {dressed['median_cpu_us']:.0f}",
+            f"{s['rps'] / dressed['rps']:.2f}x, {dressed['median_cpu_us'] / s['median_cpu_us']:.2f}x capacity",
+        )
     if t:
         goal = TARGETS["hit_vs_thumbor"]
         ratio = s["rps"] / t["rps"]
