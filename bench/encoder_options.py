@@ -103,11 +103,7 @@ def main():
     print(f"| {args.format} variant | bytes / JPEG at q80's score (median) | encode CPU s | per sample |")
     print("|---|---:|---:|---|")
     for name in variants:
-        ratios = []
-        for sample in sorted(refs):
-            jpeg = quality.row_of(rows, "shield", "jpeg", None, quality.DEFAULT_Q, sample)
-            found = quality.bytes_at(measured, "option", args.format, name, sample, jpeg["score"])
-            ratios.append(found and found / jpeg["bytes"])
+        ratios = quality.ratios_to_jpeg(measured, sorted(refs), "option", args.format, name)
         reached = [r for r in ratios if r]
         each = " ".join(f"{r:.3f}" if r else "-" for r in ratios)
         print(f"| {name} | {statistics.median(reached):.4f}x | {cpu[name]:.1f} | {each} |")

@@ -363,15 +363,19 @@ def speed_figures(rows, samples, speed):
     }
 
 
-def avif_vs_jpeg(rows, samples, speed):
-    """Median AVIF bytes / JPEG bytes at each sample's JPEG score for the default q."""
+def ratios_to_jpeg(rows, samples, who, fmt, speed):
+    """Each sample's bytes / JPEG bytes at its JPEG score for the default q (None off its curve)."""
     ratios = []
     for sample in samples:
         jpeg = row_of(rows, "shield", "jpeg", None, DEFAULT_Q, sample)
-        avif = bytes_at(rows, "shield", "avif", speed, sample, jpeg["score"])
-        if avif:
-            ratios.append(avif / jpeg["bytes"])
-    return statistics.median(ratios)
+        found = bytes_at(rows, who, fmt, speed, sample, jpeg["score"])
+        ratios.append(found and found / jpeg["bytes"])
+    return ratios
+
+
+def avif_vs_jpeg(rows, samples, speed):
+    """Median AVIF bytes / JPEG bytes at each sample's JPEG score for the default q."""
+    return statistics.median(r for r in ratios_to_jpeg(rows, samples, "shield", "avif", speed) if r)
 
 
 def build_table(rows, photos, refs):
