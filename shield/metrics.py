@@ -39,8 +39,8 @@ CACHE_BYTES = Gauge("shield_cache_bytes", "Bytes held by the cache.", multiproce
 
 _children = {}
 # Counts and each request's latency are added up here and written to the samples (in
-# multiprocess mode, a locked write into a mapped file per sample) by flush(): at least
-# every stats.FLUSH_INTERVAL, and before every exposition.
+# multiprocess mode, a locked write into a mapped file per sample) by flush(): at each
+# stats flush (every stats.FLUSH_INTERVAL under gevent), before every exposition, at exit.
 _pending = defaultdict(float)
 _pending_lock = threading.Lock()
 
