@@ -444,6 +444,13 @@ SHIELD_SETTINGS = [
         _int(0, 2**34),
         "Bytes of each worker's in-memory hot set of recent hits (bodies up to 128 KiB each). 0: off.",
     ),
+    Setting(
+        "decode_cache_bytes",
+        32 * 1024 * 1024,
+        _int(0, 2**34),
+        "Bytes of each worker's recent decoded originals (stills up to a quarter of it each), reused"
+        " by their next variants. 0: off.",
+    ),
     Setting("trusted_proxies", [], _networks, "Addresses of proxies whose X-Forwarded-For is believed."),
     Setting("log_level", "info", _log_level, "debug, info, warning or error."),
     Setting(

@@ -7,6 +7,7 @@ from .cache import tags
 from .cache.store import Entry, variant_key_of
 from .headers import strong_etag
 from .image import engine, geometry, jpegmeta, negotiate, placeholders, probe, smartcrop
+from .image.recent import RecentDecodes
 
 PROCESS_PASSTHROUGH = "passthrough"
 PROCESS_TRANSFORMED = "transformed"
@@ -21,6 +22,7 @@ class Variants:
         self.stats = stats
         self.pool = pool
         self.originals = originals
+        self.decodes = RecentDecodes(settings.decode_cache_bytes)
 
     def make(self, project, path, original, transform, klass, key):
         """Render and store one variant: (Entry, stored, process_ms)."""
@@ -97,6 +99,7 @@ class Variants:
             format_quality=project.format_quality,
             opaque_format=self._opaque_format("auto", klass, info, target, info.animated),
             avif_max_pixels=self.settings.avif_max_pixels,
+            decodes=self.decodes,
         )
         if showable:
             kept = original()
@@ -147,6 +150,7 @@ class Variants:
                     transform.fmt, klass, info, fmt, info.animated and not transform.lqip
                 ),
                 avif_max_pixels=self.settings.avif_max_pixels,
+                decodes=self.decodes,
             )
             out = rendered.body
             header = {

@@ -113,7 +113,7 @@ def decode(data, info, need=None, animate=False, keep_metadata=False):
     try:
         _watch(img)
         if info.format == "jpeg" and need is not None:
-            hint = _jpeg_hint(info, need)
+            hint = jpeg_hint(info, need)
             if hint:
                 img.options["jpeg:size"] = f"{hint[0]}x{hint[1]}"
         img.read(blob=data, format=MAGICK_FORMATS[info.format])
@@ -132,7 +132,7 @@ def decode(data, info, need=None, animate=False, keep_metadata=False):
         img.close()
 
 
-def _jpeg_hint(info, need):
+def jpeg_hint(info, need):
     """The shrink-on-load hint, in stored (not upright) pixels."""
     need_w, need_h = need
     src_w, src_h = info.oriented_size

@@ -83,6 +83,7 @@ def render(
     format_quality=None,
     opaque_format=None,
     avif_max_pixels=0,
+    decodes=None,
 ):
     """Make the variant: `plan` is geometry.Plan over the upright source.
 
@@ -90,6 +91,9 @@ def render(
     setting (quality.py), or the project's `format_quality` one. `opaque_format` replaces
     `out_format` when the decoded pixels turn out to have no transparency (PNG chosen for a
     header's alpha channel that no pixel uses: JPEG is a tenth of its bytes).
+
+    `decodes` (recent.RecentDecodes) hands back a recent decode of the same bytes at the same
+    scale rather than decoding again.
 
     `keep_metadata` keeps the source's EXIF (orientation reset, since the pixels
     are turned upright) and its colour profile (sRGB once converted). An
@@ -102,16 +106,21 @@ def render(
     try:
         with decode.errors():
             animate = info.animated and out_format in ANIMATED_FORMATS
-            decoded = decode.decode(data, info, (plan.resize_w, plan.resize_h), animate, keep_metadata)
-            frames = decoded.frames
+            need = (plan.resize_w, plan.resize_h)
+            if decodes is None:
+                decoded, shared = decode.decode(data, info, need, animate, keep_metadata), False
+            else:
+                decoded, shared = decodes.decode(data, info, need, animate, keep_metadata)
+            frames = list(decoded.frames) if shared else decoded.frames
             if opaque_format and all(frame.mode != "RGBA" for frame in frames):
                 out_format = opaque_format
             out_format = within_avif_limit(out_format, plan, avif_max_pixels)
             keep_alpha = out_format in ALPHA_FORMATS
             for index in range(len(frames)):  # in place: each decoded frame is freed once planned
-                frames[index] = pillow_codecs.encodable(
-                    apply_plan(frames[index], plan, keep_alpha), out_format
-                )
+                planned = apply_plan(frames[index], plan, keep_alpha)
+                if shared and planned is frames[index]:
+                    planned = planned.copy()  # saving sets attributes on the image: never on a shared one
+                frames[index] = pillow_codecs.encodable(planned, out_format)
                 budget.check()
             avif_speed, avif_subsampling, large = _avif_profile(plan)
             setting = quality_scale.setting(out_format, quality, format_quality, avif_speed, large)

@@ -1,0 +1,98 @@
+"""Each worker's recent decodes, so the next variant of an original does not decode it again.
+
+A page's srcset asks for five or more widths of each image, and every client format is a
+variant of its own: each is a miss that decodes the same original again, and the decode is
+often most of a small variant's work (a progressive 2560x1600 JPEG takes as long to decode
+at 320 px, through DCT scaling, as at full size). Kept here, up to `decode_cache_bytes` per
+worker: the decoded frames of recent stills, by the digest of the original's bytes and by
+what the decode depended on besides them (decode.reuse_key: the JPEG's DCT scale, the size
+asked of a WebP or HEIF). A variant made from a kept decode is therefore the very same bytes
+as one decoded afresh, and a replaced original, whose bytes differ, is never matched.
+
+Entries are Pillow images nobody writes to: the engine resizes, crops or copies them into
+images of its own before it encodes, so two transform threads can share one.
+"""
+
+import hashlib
+import threading
+from collections import OrderedDict
+
+from . import decode
+
+# One entry may take at most this share of the budget, so a few large decodes cannot push
+# out everything else (and the largest transforms keep their memory to themselves).
+MAX_ENTRY_SHARE = 4
+JPEG_SCALES = 8  # libjpeg's DCT scales: 1/8 to 8/8
+BYTES_PER_PIXEL = 4  # RGB, RGBX and RGBA are all four bytes a pixel in Pillow
+
+
+def _os_lock():
+    """A lock of the OS threads the transforms run on, even under gevent's monkey-patching."""
+    try:
+        from gevent import monkey  # noqa: PLC0415
+
+        return monkey.get_original("threading", "Lock")()
+    except (ImportError, AttributeError):  # pragma: no cover
+        return threading.Lock()
+
+
+def reuse_key(info, need, animate, keep_metadata):
+    """What decode.decode's frames depend on besides the bytes: equal keys, equal frames.
+
+    A JPEG decoded with a size hint comes out at libjpeg's DCT scale k/8, the smallest at
+    least 1/n where n is how many times the hint fits the stored size: every hint with the
+    same k gives the same pixels. WebP and HEIF shrink on load to the size asked itself.
+    """
+    if info.format == "jpeg":
+        hint = decode.jpeg_hint(info, need) if need is not None else None
+        times = min(info.width // hint[0], info.height // hint[1]) if hint else 1
+        scale = 1 if times >= JPEG_SCALES else -(-JPEG_SCALES // max(1, times))
+        return ("jpeg", scale, keep_metadata)
+    if info.format in ("webp", "heic") and not keep_metadata:
+        return (info.format, need, animate)
+    return (info.format, animate, keep_metadata)
+
+
+class RecentDecodes:
+    def __init__(self, max_bytes):
+        self.max_bytes = max_bytes
+        self.bytes = 0
+        self.hits = 0
+        self.misses = 0
+        self._items = OrderedDict()  # key -> (Decoded, bytes)
+        self._lock = _os_lock()
+
+    def decode(self, data, info, need, animate=False, keep_metadata=False):
+        """decode.decode(...), from memory when the same decode was made recently.
+
+        Returns (Decoded, shared): shared frames must not be changed or saved as they are.
+        """
+        if not self.max_bytes:
+            return decode.decode(data, info, need, animate, keep_metadata), False
+        key = (hashlib.blake2b(data, digest_size=16).digest(), reuse_key(info, need, animate, keep_metadata))
+        with self._lock:
+            found = self._items.get(key)
+            if found is not None:
+                self._items.move_to_end(key)
+                self.hits += 1
+                return found[0], True
+            self.misses += 1
+        decoded = decode.decode(data, info, need, animate, keep_metadata)
+        if len(decoded.frames) != 1:
+            return decoded, False
+        size = decoded.frames[0].width * decoded.frames[0].height * BYTES_PER_PIXEL
+        if size * MAX_ENTRY_SHARE > self.max_bytes:
+            return decoded, False
+        with self._lock:
+            if key not in self._items:
+                self._items[key] = (decoded, size)
+                self.bytes += size
+            while self.bytes > self.max_bytes:
+                _key, (_decoded, dropped) = self._items.popitem(last=False)
+                self.bytes -= dropped
+        return decoded, True
+
+    def clear(self):
+        with self._lock:
+            self._items.clear()
+            self.bytes = 0
