@@ -5,7 +5,6 @@ import io
 import pathlib
 import sys
 import threading
-import time
 
 import numpy as np
 import pytest
@@ -153,31 +152,3 @@ def test_struct_layout_is_decode_h():
     assert (c._Options.use_scaling.offset, c._Options.alpha_dithering_strength.offset) == (28, 52)
     assert (c._YUVABuffer.y_stride.offset, c._YUVABuffer.a_size.offset) == (32, 72)
     assert (c._Config.output.offset, c._Config.options.offset) == (40, 160)
-
-
-def best_of(runs, fn):
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
-
-
-@pytest.mark.slow
-def test_speed_of_a_20_megapixel_webp(autumn, capsys):
-    """Measured, not asserted: a 300 px variant of a 5600x3500 WebP, scaled on load vs Pillow."""
-    big = autumn.resize((5600, 3500), Image.Resampling.BICUBIC)
-    size = (300, 188)
-    lines = []
-    for name, kw in [("lossy", {"quality": 80, "method": 0}), ("lossless", {"lossless": True, "method": 0})]:
-        data = webp(big, **kw)
-        scaled = best_of(3, lambda data=data: webpscale.decode_scaled(data, *size))
-        for filt in (Image.Resampling.BOX, Image.Resampling.LANCZOS):
-            full = best_of(3, lambda data=data, filt=filt: imaging.decode(data).resize(size, filt))
-            lines.append(
-                f"{name} {len(data) / 1e6:.1f} MB: scaled on load {scaled * 1000:.0f} ms, "
-                f"Pillow decode + {filt.name} {full * 1000:.0f} ms, ratio {full / scaled:.1f}x"
-            )
-    with capsys.disabled():
-        print("\n" + "\n".join(lines))

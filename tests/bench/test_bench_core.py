@@ -16,7 +16,7 @@ from shield import params
 from shield.cache.store import Store, variant_key_of
 from shield.errors import InvalidSignature
 from shield.guard import signing
-from shield.image import engine, geometry, negotiate, probe
+from shield.image import engine, geometry, negotiate, probe, webpscale
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BOX = (400, 300)
@@ -181,3 +181,28 @@ def test_cached_hit_through_the_front_door(benchmark, tmp_path, route):
     assert body == made and seen["status"] == "200 OK"
     assert seen["headers"]["X-Cache"] == "HIT" and seen["headers"]["Content-Type"] == "image/webp"
     assert Image.open(io.BytesIO(body)).size == (640, 427)
+
+
+@pytest.fixture(scope="module")
+def big_webp():
+    """A 5600x3500 (19.6 MP) lossy WebP: the astronaut sample, enlarged."""
+    with Image.open(os.path.join(ROOT, "samples", "astronaut.png")) as im:
+        big = im.convert("RGB").resize((5600, 3500), Image.Resampling.BICUBIC)
+    out = io.BytesIO()
+    big.save(out, "WEBP", quality=80, method=0)
+    return out.getvalue()
+
+
+@pytest.mark.parametrize("how", ["scaled-on-load", "pillow-decode-then-box"])
+def test_300px_of_a_20_megapixel_webp(benchmark, big_webp, how):
+    size = (300, 188)
+    if how == "scaled-on-load":
+        im = benchmark(webpscale.decode_scaled, big_webp, *size)
+    else:
+        im = benchmark(lambda: Image.open(io.BytesIO(big_webp)).resize(size, Image.Resampling.BOX))
+    assert im.size == size and im.mode == "RGB"
+    # Both are area averages of the same picture: nearly the same pixels.
+    with Image.open(os.path.join(ROOT, "samples", "astronaut.png")) as ref:
+        expected = ref.convert("RGB").resize(size, Image.Resampling.BOX)
+    diff = sum(abs(a - b) for a, b in zip(im.tobytes(), expected.tobytes(), strict=True)) / (300 * 188 * 3)
+    assert diff < 6, diff
