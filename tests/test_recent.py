@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from shield.image import decode, engine, geometry, probe
-from shield.image.recent import RecentDecodes, reuse_key
+from shield.image.recent import ENTRY_OVERHEAD, MIN_PIXELS, RecentDecodes, reuse_key
 from tests import imaging
 
 MIB = 1024 * 1024
@@ -105,12 +105,13 @@ def test_the_budget_holds_and_the_least_recent_goes_first():
         render(body, info, w, "jpeg", decodes)
         assert decodes.bytes <= decodes.max_bytes
     assert (decodes.hits, decodes.misses) == (1, 3)
-    assert decodes.bytes == (320 * 200 + 640 * 400) * 4  # the 1280 px decode was too large to keep
+    # The 1280 px decode was too large to keep; each entry is charged its objects too.
+    assert decodes.bytes == (320 * 200 + 640 * 400) * 4 + 2 * ENTRY_OVERHEAD
     small = RecentDecodes(1 * MIB)  # each entry up to a quarter: 320x200 fits, 640x400 does not
     for w in (300, 600, 600, 300):
         render(body, info, w, "jpeg", small)
-    assert (small.hits, small.misses) == (1, 3) and small.bytes == 320 * 200 * 4
-    tiny = RecentDecodes(4 * 320 * 200 * 4)  # four 320x200 entries
+    assert (small.hits, small.misses) == (1, 3) and small.bytes == 320 * 200 * 4 + ENTRY_OVERHEAD
+    tiny = RecentDecodes(4 * (320 * 200 * 4 + ENTRY_OVERHEAD))  # four 320x200 entries
     pngs = [imaging.encode(imaging.halves(320, 200, (i * 40, 0, 0)), "PNG") for i in range(5)]
     for png in (*pngs, pngs[0], pngs[4]):
         render(png, probe.probe(png, 10**9), 100, "jpeg", tiny)
@@ -121,7 +122,8 @@ def test_the_budget_holds_and_the_least_recent_goes_first():
 def test_off_and_animations_keep_nothing():
     body, info = source("rocket.jpg")
     off = RecentDecodes(0)
-    assert render(body, info, 200, "jpeg", off) == render(body, info, 200, "jpeg", off)
+    for _ in range(2):
+        assert imaging.decode(render(body, info, 200, "jpeg", off)).size == (200, 133)
     assert (off.hits, off.misses, off.bytes) == (0, 0, 0)
     gif = imaging.animated_gif()
     gif_info = probe.probe(gif, 10**9)
@@ -182,3 +184,41 @@ def test_the_server_reuses_a_decode_for_the_next_width(make_app, folder, setting
     assert (decodes.hits, decodes.misses) == ((2, 1) if reused else (0, 0))
     _, info = source("large.jpg")
     assert bodies[720] == render(large_jpeg(), info, 720, "webp")
+
+
+def test_small_decodes_are_not_kept():
+    # 100x100 is under MIN_PIXELS: cheaper to decode again than to keep, however many there are.
+    decodes = RecentDecodes(32 * MIB)
+    pngs = [imaging.encode(imaging.halves(100, 100, (i, 0, 0)), "PNG") for i in range(50)]
+    for png in pngs * 2:
+        render(png, probe.probe(png, 10**9), 50, "jpeg", decodes)
+    assert 100 * 100 < MIN_PIXELS
+    assert (decodes.hits, decodes.misses, decodes.bytes, len(decodes._items)) == (0, 100, 0, 0)
+
+
+@pytest.mark.parametrize(
+    "kind, fmt, fit, keep",
+    [
+        ("rotated-jpeg", "jpeg", "cover", False),
+        ("rotated-jpeg", "jpeg", "inside", True),  # EXIF and profile kept
+        ("alpha-png", "webp", "contain", False),  # letterboxed on transparency
+        ("alpha-png", "jpeg", "contain", False),  # flattened on white
+        ("webp", "png", "fill", False),  # libwebp's own scaler
+    ],
+)
+def test_kept_decodes_give_the_same_bytes_for_each_kind_of_source(kind, fmt, fit, keep):
+    photo = imaging.decode(imaging.sample("rocket.jpg")).convert("RGB")
+    if kind == "rotated-jpeg":
+        body = imaging.exif_rotated_jpeg(6, (1280, 800))
+    elif kind == "alpha-png":
+        body = imaging.encode(imaging.rgba_logo(480, 320), "PNG")
+    else:
+        body = imaging.encode(photo, "WEBP", quality=90)
+    info = probe.probe(body, 10**9)
+    decodes = RecentDecodes(32 * MIB)
+    for w, h in ((300, 300), (300, 200), (301, 199)):
+        plan = plan_for(info, w, h, fit)
+        fresh = engine.render(body, info, plan, fmt, 80, keep_metadata=keep).body
+        for _ in range(2):
+            assert engine.render(body, info, plan, fmt, 80, keep_metadata=keep, decodes=decodes).body == fresh
+    assert decodes.hits >= 3

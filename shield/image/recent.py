@@ -4,7 +4,7 @@ A page's srcset asks for five or more widths of each image, and every client for
 variant of its own: each is a miss that decodes the same original again, and the decode is
 often most of a small variant's work (a progressive 2560x1600 JPEG takes as long to decode
 at 320 px, through DCT scaling, as at full size). Kept here, up to `decode_cache_bytes` per
-worker: the decoded frames of recent stills, by the digest of the original's bytes and by
+worker: the decoded frames of recent stills (of 16,384 pixels or more), by the digest of the original's bytes and by
 what the decode depended on besides them (decode.reuse_key: the JPEG's DCT scale, the size
 asked of a WebP or HEIF). A variant made from a kept decode is therefore the very same bytes
 as one decoded afresh, and a replaced original, whose bytes differ, is never matched.
@@ -24,6 +24,10 @@ from . import decode
 MAX_ENTRY_SHARE = 4
 JPEG_SCALES = 8  # libjpeg's DCT scales: 1/8 to 8/8
 BYTES_PER_PIXEL = 4  # RGB, RGBX and RGBA are all four bytes a pixel in Pillow
+# Decodes smaller than this are cheap to make again and not kept: their objects would cost
+# more than their pixels, and many tiny originals would make many entries.
+MIN_PIXELS = 16_384
+ENTRY_OVERHEAD = 2048  # bytes charged to each entry for its Python and Pillow objects
 
 
 def _os_lock():
@@ -53,6 +57,30 @@ def reuse_key(info, need, animate, keep_metadata):
     return (info.format, animate, keep_metadata)
 
 
+def _cost(decoded):
+    """Bytes an entry of this decode is charged, or None when it is not kept: animations,
+    small decodes, and frames whose decoder left objects in `info` (pillow-heif's depth
+    images, say) whose size is not known."""
+    if len(decoded.frames) != 1:
+        return None
+    frame = decoded.frames[0]
+    if frame.width * frame.height < MIN_PIXELS:
+        return None
+    size = frame.width * frame.height * BYTES_PER_PIXEL + ENTRY_OVERHEAD
+    for value in (*frame.info.values(), *decoded.metadata.values()):
+        if isinstance(value, (bytes, str)):
+            size += len(value)
+        elif isinstance(value, (int, float, bool)) or value is None:
+            size += 8
+        elif isinstance(value, (tuple, list, dict)) and not value:
+            size += 8
+        elif isinstance(value, tuple) and all(isinstance(v, (int, float)) for v in value):
+            size += 8 * len(value)
+        else:
+            return None
+    return size
+
+
 class RecentDecodes:
     def __init__(self, max_bytes):
         self.max_bytes = max_bytes
@@ -69,7 +97,13 @@ class RecentDecodes:
         """
         if not self.max_bytes:
             return decode.decode(data, info, need, animate, keep_metadata), False
-        key = (hashlib.blake2b(data, digest_size=16).digest(), reuse_key(info, need, animate, keep_metadata))
+        # What decode() reads of `info` too: it comes from the stored metadata, not from the bytes.
+        described = (info.format, info.width, info.height, info.orientation, repr(info.heif_ops))
+        key = (
+            hashlib.blake2b(data, digest_size=16).digest(),
+            described,
+            reuse_key(info, need, animate, keep_metadata),
+        )
         with self._lock:
             found = self._items.get(key)
             if found is not None:
@@ -78,10 +112,8 @@ class RecentDecodes:
                 return found[0], True
             self.misses += 1
         decoded = decode.decode(data, info, need, animate, keep_metadata)
-        if len(decoded.frames) != 1:
-            return decoded, False
-        size = decoded.frames[0].width * decoded.frames[0].height * BYTES_PER_PIXEL
-        if size * MAX_ENTRY_SHARE > self.max_bytes:
+        size = _cost(decoded)
+        if size is None or size * MAX_ENTRY_SHARE > self.max_bytes:
             return decoded, False
         with self._lock:
             if key not in self._items:
