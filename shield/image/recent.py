@@ -4,10 +4,11 @@ A page's srcset asks for five or more widths of each image, and every client for
 variant of its own: each is a miss that decodes the same original again, and the decode is
 often most of a small variant's work (a progressive 2560x1600 JPEG takes as long to decode
 at 320 px, through DCT scaling, as at full size). Kept here, up to `decode_cache_bytes` per
-worker: the decoded frames of recent stills (of 16,384 pixels or more), by the digest of the original's bytes and by
-what the decode depended on besides them (decode.reuse_key: the JPEG's DCT scale, the size
-asked of a WebP or HEIF). A variant made from a kept decode is therefore the very same bytes
-as one decoded afresh, and a replaced original, whose bytes differ, is never matched.
+worker: the decoded frames of recent stills of 16,384 pixels or more, by the digest of the
+original's bytes and by what the decode depended on besides them (reuse_key: the source's
+description, the JPEG's DCT scale, the size asked of a WebP or HEIF). A variant made from a
+kept decode is therefore the very same bytes as one decoded afresh, and a replaced
+original, whose bytes differ, is never matched.
 
 Entries are Pillow images nobody writes to: the engine resizes, crops or copies them into
 images of its own before it encodes, so two transform threads can share one.
@@ -46,15 +47,17 @@ def reuse_key(info, need, animate, keep_metadata):
     A JPEG decoded with a size hint comes out at libjpeg's DCT scale k/8, the smallest at
     least 1/n where n is how many times the hint fits the stored size: every hint with the
     same k gives the same pixels. WebP and HEIF shrink on load to the size asked itself.
+    The source's description is part of it too: `info` comes from the stored metadata, not
+    from the bytes, and decode() reads its size, orientation and HEIF operations.
     """
+    described = (info.format, info.width, info.height, info.orientation, repr(info.heif_ops))
     if info.format == "jpeg":
         hint = decode.jpeg_hint(info, need) if need is not None else None
         times = min(info.width // hint[0], info.height // hint[1]) if hint else 1
-        scale = 1 if times >= JPEG_SCALES else -(-JPEG_SCALES // max(1, times))
-        return ("jpeg", scale, keep_metadata)
+        return (*described, -(-JPEG_SCALES // times), keep_metadata)  # k = ceil(8 / times)
     if info.format in ("webp", "heic") and not keep_metadata:
-        return (info.format, need, animate)
-    return (info.format, animate, keep_metadata)
+        return (*described, need, animate)
+    return (*described, animate, keep_metadata)
 
 
 def _cost(decoded):
@@ -97,13 +100,7 @@ class RecentDecodes:
         """
         if not self.max_bytes:
             return decode.decode(data, info, need, animate, keep_metadata), False
-        # What decode() reads of `info` too: it comes from the stored metadata, not from the bytes.
-        described = (info.format, info.width, info.height, info.orientation, repr(info.heif_ops))
-        key = (
-            hashlib.blake2b(data, digest_size=16).digest(),
-            described,
-            reuse_key(info, need, animate, keep_metadata),
-        )
+        key = (hashlib.blake2b(data, digest_size=16).digest(), reuse_key(info, need, animate, keep_metadata))
         with self._lock:
             found = self._items.get(key)
             if found is not None:
@@ -123,8 +120,3 @@ class RecentDecodes:
                 _key, (_decoded, dropped) = self._items.popitem(last=False)
                 self.bytes -= dropped
         return decoded, True
-
-    def clear(self):
-        with self._lock:
-            self._items.clear()
-            self.bytes = 0
