@@ -10,6 +10,7 @@ rather than waiting in ever-growing memory.
 import os
 import threading
 
+from . import pid
 from .errors import Overloaded
 from .image import budget
 
@@ -30,10 +31,10 @@ class TransformPool:
         self._pid = None
 
     def _get(self):
-        if self._pid != os.getpid():
+        if self._pid != pid.current():
             from gevent.threadpool import ThreadPool
 
-            self._pool, self._pid = ThreadPool(self.threads), os.getpid()
+            self._pool, self._pid = ThreadPool(self.threads), pid.current()
         return self._pool
 
     def run(self, fn, *args, **kwargs):

@@ -4,7 +4,7 @@ import os
 import sqlite3
 import time
 
-from . import logs
+from . import logs, pid
 
 
 class StateDB:
@@ -27,8 +27,8 @@ class StateDB:
         self._failed_at = None
 
     def get(self):
-        if self._pid != os.getpid():
-            self._db, self._pid, self._failed_at = None, os.getpid(), None
+        if self._pid != pid.current():
+            self._db, self._pid, self._failed_at = None, pid.current(), None
         if self._db is None and (
             self._failed_at is None or time.monotonic() - self._failed_at >= self.RETRY_SECONDS
         ):

@@ -11,7 +11,7 @@ import threading
 import time
 from collections import defaultdict
 
-from . import logs, metrics
+from . import logs, metrics, pid
 from .statedb import StateDB
 
 FLUSH_INTERVAL = 0.5
@@ -57,12 +57,12 @@ class Stats:
         for name, value in counts:
             buffer[(minute, project, name)] += value
             metrics.count(name, value)
-        if self._flusher_pid != os.getpid():
+        if self._flusher_pid != pid.current():
             self._start_flusher()
 
     def _start_flusher(self):
         """Under gevent, a greenlet writes the buffer out even when the worker goes idle."""
-        self._flusher_pid = os.getpid()
+        self._flusher_pid = pid.current()
         atexit.register(self.flush)
         try:
             from gevent import monkey

@@ -4,6 +4,7 @@ import io
 import json
 import logging
 import multiprocessing
+import os
 import time
 import urllib.parse
 
@@ -13,7 +14,7 @@ from hypothesis import strategies as st
 from werkzeug.test import Client
 from werkzeug.wrappers import Request as WerkzeugRequest
 
-from shield import logs, params
+from shield import logs, params, pid
 from shield.api.web import create_app
 from shield.cache.hot import ENTRY_OVERHEAD, Generation, HotEntry, HotSet
 from shield.cache.purge import parse as purge_request
@@ -324,6 +325,27 @@ def test_generation_moves_across_processes(tmp_path):
         p.join(20)
         assert p.exitcode == 0
     assert counter.current() == start + 500  # no increment lost to a race
+
+
+def _report_pids(counter, queue):
+    counter.current()
+    queue.put((pid.current(), os.getpid(), counter._pid))
+
+
+def test_a_forked_child_knows_its_own_pid_and_opens_its_own_counter(tmp_path):
+    counter = Generation(str(tmp_path / "generation"))
+    counter.current()
+    parent = os.getpid()
+    assert pid.current() == parent and counter._pid == parent
+    ctx = multiprocessing.get_context("fork")
+    queue = ctx.Queue()
+    child = ctx.Process(target=_report_pids, args=(counter, queue))
+    child.start()
+    seen, real, opened_by = queue.get(timeout=20)
+    child.join(20)
+    assert child.exitcode == 0
+    assert seen == real == opened_by != parent  # the child's own id, and its own descriptor
+    assert pid.current() == parent
 
 
 def test_generation_unavailable_means_nothing_is_kept(tmp_path):

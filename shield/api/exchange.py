@@ -6,7 +6,6 @@ so every image answer is counted, measured and logged the same way.
 
 import json
 import logging
-import os
 import re
 import time
 
@@ -15,7 +14,7 @@ from werkzeug.datastructures import Headers
 from werkzeug.http import remove_entity_headers
 from werkzeug.wsgi import wrap_file
 
-from .. import logs, metrics
+from .. import logs, metrics, pid
 from ..answer import Reply
 from ..delivery import Request
 from ..errors import MethodNotAllowed, ProjectNotFound, ShieldError
@@ -150,7 +149,7 @@ def account(services, environ, path, project, produce):
             sent = 0 if head or status not in (200, 206) else int(headers["Content-Length"])
             headers = list(headers.items())
     if services.served_by:
-        headers.append(("X-Served-By", services.served_by.format(pid=os.getpid())))
+        headers.append(("X-Served-By", services.served_by.format(pid=pid.current())))
     count(services.stats, project, status, x_cache, sent)
     elapsed = time.perf_counter() - started
     metrics.observe_request(status, x_cache, elapsed)

@@ -15,7 +15,7 @@ from flask import Flask, Response, request
 from werkzeug.exceptions import HTTPException
 from werkzeug.wsgi import FileWrapper
 
-from .. import logs, metrics
+from .. import logs, metrics, pid
 from .. import settings as settings_mod
 from ..assets import AssetStore
 from ..cache.flight import Flight
@@ -107,7 +107,7 @@ class Services:
 
     def start_background(self):
         """Once per worker process, under gevent: the loop that sweeps expired temporary uploads."""
-        self._background_pid = os.getpid()
+        self._background_pid = pid.current()
         if self.cluster is not None:
             self.cluster.start()
         if not gevent_patched():
@@ -173,7 +173,7 @@ def create_app(config=None):
         for name, value in SECURITY_HEADERS.items():
             resp.headers.setdefault(name, value)
         if services.served_by:
-            resp.headers["X-Served-By"] = services.served_by.format(pid=os.getpid())
+            resp.headers["X-Served-By"] = services.served_by.format(pid=pid.current())
         return resp
 
     @app.get("/health")
@@ -247,7 +247,7 @@ class ImageFrontDoor:
         self.reserved = reserved
 
     def __call__(self, environ, start_response):
-        if self.services._background_pid != os.getpid():
+        if self.services._background_pid != pid.current():
             self.services.start_background()
         too_large = _too_large(environ)
         if too_large is not None:

@@ -15,6 +15,8 @@ import hashlib
 import os
 import time
 
+from .. import pid
+
 LOCK_SLOTS = 1 << 30
 
 
@@ -79,8 +81,8 @@ class Flight:
             return make()
 
     def _lock_fd(self):
-        if self._pid != os.getpid():
-            self._fd, self._pid = None, os.getpid()
+        if self._pid != pid.current():
+            self._fd, self._pid = None, pid.current()
             try:
                 os.makedirs(os.path.dirname(self.lock_path) or ".", exist_ok=True)
                 self._fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o644)

@@ -26,7 +26,7 @@ import time
 from collections import OrderedDict
 from dataclasses import dataclass
 
-from .. import logs
+from .. import logs, pid
 
 HOT_BYTES = 8 * 1024 * 1024  # per worker; the hot_cache_bytes setting
 HOT_MAX_BODY = 128 * 1024
@@ -57,9 +57,9 @@ class Generation:
 
     def _open(self):
         now = time.monotonic()
-        if self._pid == os.getpid() and now - self._checked_at < self.CHECK_EVERY:
+        if self._pid == pid.current() and now - self._checked_at < self.CHECK_EVERY:
             return self._fd
-        if self._pid == os.getpid():
+        if self._pid == pid.current():
             self._checked_at = now
             try:
                 st = os.stat(self.path)
@@ -74,7 +74,7 @@ class Generation:
             os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
             st = os.fstat(fd)
-            self._fd, self._pid, self._checked_at = fd, os.getpid(), now
+            self._fd, self._pid, self._checked_at = fd, pid.current(), now
             self._identity = (st.st_dev, st.st_ino)
             if st.st_size < _COUNTER.size:
                 self._repair()

@@ -17,7 +17,7 @@ import time
 
 import diskcache
 
-from .. import logs
+from .. import logs, pid
 from .entries import Entry, pack_entry, unpack_entry
 from .hot import Generation
 from .lru import ReadCache as _Cache
@@ -61,7 +61,7 @@ class Store:
     # -- opening (lazily, once per process: workers fork after the app is built)
 
     def _open(self):
-        if self._pid == os.getpid() and self._cache is not None:
+        if self._pid == pid.current() and self._cache is not None:
             return self._cache
         if self._failed_at is not None and time.monotonic() - self._failed_at < RETRY_OPEN_AFTER:
             return None
@@ -87,7 +87,7 @@ class Store:
             self._failed_at = time.monotonic()
             logs.fault_once("cache_unavailable", cache_dir=self.cache_dir, error=str(exc))
             return None
-        self._cache, self._index, self._pid, self._failed_at = cache, index, os.getpid(), None
+        self._cache, self._index, self._pid, self._failed_at = cache, index, pid.current(), None
         return cache
 
     @property

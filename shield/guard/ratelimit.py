@@ -43,7 +43,7 @@ import struct
 import threading
 import time
 
-from .. import logs
+from .. import logs, pid
 
 WINDOW = 60  # seconds
 MAGIC = b"SHRL"
@@ -115,7 +115,7 @@ class RateLimiter:
     # -- opening, once per process
 
     def _table(self):
-        if self._pid != os.getpid():
+        if self._pid != pid.current():
             self._open()
         elif self._shared and time.monotonic() - self._checked_at > CHECK_EVERY:
             self._checked_at = time.monotonic()
@@ -133,7 +133,7 @@ class RateLimiter:
     def _open(self):
         # In a child after fork, the inherited descriptor is dropped here (not closed:
         # closing it would drop the parent's locks), before this process takes a lock.
-        self._pid = os.getpid()
+        self._pid = pid.current()
         self._lock = threading.Lock()
         self._fd, self._map, self._shared = None, None, False
         self._checked_at = time.monotonic()
