@@ -5,6 +5,13 @@ limits before any WSGI code runs, and writes an HTML page. `install()`, run
 from gunicorn.conf.py, replaces that writer so those answers are the
 contract's JSON error with the security headers, like every other error. The
 client's bytes are never echoed back.
+
+It also remembers the response headers gunicorn has checked (`remembering`): gunicorn
+matches every header's name and value against its token and value patterns on every
+response, about a microsecond a header, and an image answer sends sixteen, most of them
+the same on every hit. A pair it has passed before is appended as gunicorn appended it;
+any other pair goes through gunicorn's own code, so what is refused, and how, is
+unchanged.
 """
 
 import json
@@ -53,9 +60,47 @@ def _reason(status):
         return "Error"
 
 
+KNOWN_HEADERS_MAX = 4096  # pairs remembered per process; the table starts again when full
+
+
+def remembering(process_headers, known=None):
+    """gunicorn's Response.process_headers, skipping its checks for pairs it passed before."""
+    known = {} if known is None else known
+
+    def process(self, headers):
+        for pair in headers:
+            try:
+                passed = known.get(pair)
+            except TypeError:  # a list, or an unhashable value: gunicorn's code decides
+                passed = None
+            if passed is not None:
+                self.headers.append(passed)
+                continue
+            before = len(self.headers)
+            process_headers(self, (pair,))
+            added = self.headers[before:]
+            # Only a plain header is remembered: gunicorn kept it and set nothing else
+            # (Content-Length also sets the length; Connection and the other hop-by-hop
+            # headers are not kept).
+            if len(added) == 1 and type(pair) is tuple and added[0][0].lower() != "content-length":
+                if len(known) >= KNOWN_HEADERS_MAX:
+                    known.clear()
+                known[pair] = added[0]
+
+    process.__wrapped__ = process_headers
+    return process
+
+
 def install():
-    """Make gunicorn write shield's JSON errors (in the master, so every worker inherits it)."""
+    """Make gunicorn write shield's JSON errors and remember the headers it has checked.
+
+    Run in the master (gunicorn.conf.py's on_starting), so every worker inherits both.
+    """
     from gunicorn import util  # noqa: PLC0415 - only under gunicorn
+    from gunicorn.http.wsgi import Response  # noqa: PLC0415
+
+    if not hasattr(Response.process_headers, "__wrapped__"):
+        Response.process_headers = remembering(Response.process_headers)
 
     def write_error(sock, status_int, reason, mesg):
         util.write_nonblock(sock, error_bytes(int(status_int)))
