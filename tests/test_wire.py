@@ -110,6 +110,17 @@ def test_the_table_of_remembered_headers_is_bounded():
         assert len(known) <= wire.KNOWN_HEADERS_MAX
 
 
+def test_long_values_are_checked_every_time_and_never_kept():
+    known = {}
+    fast = wire.remembering(ORIGINAL, known)
+    location = ("Location", "https://img.example/demo/" + "a" * 4000)
+    for _ in range(2):
+        resp = blank_response()
+        fast(resp, [location, ("Vary", "Accept")])
+        assert resp.headers == [location, ("Vary", "Accept")]
+    assert list(known) == [("Vary", "Accept")]
+
+
 def test_install_wraps_gunicorn_once():
     before, write_error = Response.process_headers, util.write_error
     try:

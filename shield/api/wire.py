@@ -61,6 +61,9 @@ def _reason(status):
 
 
 KNOWN_HEADERS_MAX = 4096  # pairs remembered per process; the table starts again when full
+# Longer values (a Location naming the request's URL, say) are checked every time, so
+# the table stays under about a megabyte whatever clients ask for.
+KNOWN_VALUE_MAX = 200
 
 
 def remembering(process_headers, known=None):
@@ -82,7 +85,12 @@ def remembering(process_headers, known=None):
             # Only a plain header is remembered: gunicorn kept it and set nothing else
             # (Content-Length also sets the length; Connection and the other hop-by-hop
             # headers are not kept).
-            if len(added) == 1 and type(pair) is tuple and added[0][0].lower() != "content-length":
+            if (
+                len(added) == 1
+                and type(pair) is tuple
+                and len(pair[1]) <= KNOWN_VALUE_MAX
+                and added[0][0].lower() != "content-length"
+            ):
                 if len(known) >= KNOWN_HEADERS_MAX:
                     known.clear()
                 known[pair] = added[0]
