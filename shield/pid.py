@@ -2,7 +2,7 @@
 
 Per-request code checks it to notice it runs in a forked child (a gunicorn worker)
 and must open its own files, pools and threads. The value is taken again in the
-child of every os.fork(), before any Python code runs there.
+child of every os.fork(), by an after-fork hook, before the forking call returns.
 """
 
 import os

@@ -30,13 +30,28 @@ def blank_response():
     return resp
 
 
+class Name(str):
+    """A str subclass as a WSGI app might send: equal to the plain string."""
+
+
+class Rigged(str):
+    """Equal to anything and hashed as "Accept": it must never pass for a checked pair."""
+
+    def __eq__(self, other):
+        return True
+
+    def __hash__(self):
+        return hash("Accept")
+
+
 def outcome(process, resp, headers):
     try:
         process(resp, headers)
         error = None
     except Exception as exc:  # noqa: BLE001 - the exception is what is compared
         error = (type(exc), str(exc))
-    return resp.headers, resp.response_length, resp.upgrade, error
+    types = [tuple(type(part) for part in pair) for pair in resp.headers]
+    return resp.headers, types, resp.response_length, resp.upgrade, error
 
 
 NAMES = st.sampled_from(
@@ -63,6 +78,9 @@ VALUES = st.one_of(
 )
 PAIRS = st.one_of(
     st.tuples(NAMES, VALUES),
+    st.tuples(NAMES.map(Name), VALUES),
+    st.tuples(NAMES, VALUES.map(Name)),
+    st.tuples(st.just("X-Long-" + "n" * 300), VALUES),
     st.tuples(NAMES, VALUES).map(list),  # WSGI apps may send lists: gunicorn's code decides
     st.tuples(st.just("X-Bytes"), st.just(b"raw")),
     st.tuples(st.just(7), st.just("seven")),
@@ -95,6 +113,21 @@ def test_a_hit_after_the_first_skips_the_checks_and_sends_the_same_headers():
     assert len(remembered) == len(SHIELD_HIT) - 1 and known == remembered
 
 
+def test_a_pair_that_only_compares_equal_is_checked_by_gunicorn():
+    fast = wire.remembering(ORIGINAL, {})
+    fast(blank_response(), [("Vary", "Accept")])
+    for rigged in [("Vary", Rigged("a\r\nSet-Cookie: x=1")), ("Vary", Rigged("Accept"))]:
+        assert outcome(fast, blank_response(), [rigged]) == outcome(ORIGINAL, blank_response(), [rigged])
+
+
+def test_one_response_s_str_subclass_never_reaches_another():
+    fast = wire.remembering(ORIGINAL, {})
+    fast(blank_response(), [(Name("X-A"), "1")])
+    resp = blank_response()
+    fast(resp, [("X-A", "1")])
+    assert [type(part) for part in resp.headers[0]] == [str, str]
+
+
 def test_an_injected_header_is_refused_every_time():
     fast = wire.remembering(ORIGINAL, {})
     for _ in range(3):
@@ -113,7 +146,7 @@ def test_the_table_of_remembered_headers_is_bounded():
 def test_long_values_are_checked_every_time_and_never_kept():
     known = {}
     fast = wire.remembering(ORIGINAL, known)
-    location = ("Location", "https://img.example/demo/" + "a" * 4000)
+    location = ("Location", "https://img.example/demo/" + "a" * 180)
     for _ in range(2):
         resp = blank_response()
         fast(resp, [location, ("Vary", "Accept")])

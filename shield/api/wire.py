@@ -61,21 +61,34 @@ def _reason(status):
 
 
 KNOWN_HEADERS_MAX = 4096  # pairs remembered per process; the table starts again when full
-# Longer values (a Location naming the request's URL, say) are checked every time, so
-# the table stays under about a megabyte whatever clients ask for.
-KNOWN_VALUE_MAX = 200
+# Longer pairs (a Location naming the request's URL, say) are checked every time, so the
+# table stays under about a megabyte whatever clients ask for.
+KNOWN_PAIR_MAX = 200  # characters of name and value together
+
+
+def _plain(pair):
+    """A (str, str) tuple of exactly those types, short enough to remember."""
+    return (
+        type(pair) is tuple
+        and len(pair) == 2
+        and type(pair[0]) is str
+        and type(pair[1]) is str
+        and len(pair[0]) + len(pair[1]) <= KNOWN_PAIR_MAX
+    )
 
 
 def remembering(process_headers, known=None):
-    """gunicorn's Response.process_headers, skipping its checks for pairs it passed before."""
+    """gunicorn's Response.process_headers, skipping its checks for pairs it passed before.
+
+    Only exact (str, str) tuples are looked up or kept: a subclass could compare equal to
+    a kept pair and hold something else, so anything else goes through gunicorn's code.
+    """
     known = {} if known is None else known
 
     def process(self, headers):
         for pair in headers:
-            try:
-                passed = known.get(pair)
-            except TypeError:  # a list, or an unhashable value: gunicorn's code decides
-                passed = None
+            plain = _plain(pair)
+            passed = known.get(pair) if plain else None
             if passed is not None:
                 self.headers.append(passed)
                 continue
@@ -85,17 +98,13 @@ def remembering(process_headers, known=None):
             # Only a plain header is remembered: gunicorn kept it and set nothing else
             # (Content-Length also sets the length; Connection and the other hop-by-hop
             # headers are not kept).
-            if (
-                len(added) == 1
-                and type(pair) is tuple
-                and len(pair[1]) <= KNOWN_VALUE_MAX
-                and added[0][0].lower() != "content-length"
-            ):
+            if plain and len(added) == 1 and added[0][0].lower() != "content-length":
                 if len(known) >= KNOWN_HEADERS_MAX:
                     known.clear()
                 known[pair] = added[0]
 
     process.__wrapped__ = process_headers
+    process.remembers_headers = True
     return process
 
 
@@ -107,7 +116,7 @@ def install():
     from gunicorn import util  # noqa: PLC0415 - only under gunicorn
     from gunicorn.http.wsgi import Response  # noqa: PLC0415
 
-    if not hasattr(Response.process_headers, "__wrapped__"):
+    if not getattr(Response.process_headers, "remembers_headers", False):
         Response.process_headers = remembering(Response.process_headers)
 
     def write_error(sock, status_int, reason, mesg):
