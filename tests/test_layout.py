@@ -116,6 +116,6 @@ def test_the_rooms_exist():
     flat = {n.split(".", 1)[1] for n in names if n.count(".") == 1}
     assert flat <= {
         "settings", "errors", "logs", "metrics", "params", "projects", "origin", "delivery", "answer",
-        "originals", "variants", "headers", "pool", "stats", "statedb", "assets", "optimize", "sources", "uploads", "__main__",
+        "originals", "variants", "headers", "pool", "pid", "stats", "statedb", "assets", "optimize", "sources", "uploads", "__main__",
         "image", "cache", "guard", "api", "cli", "cluster",
     }  # fmt: skip
