@@ -21,6 +21,20 @@ TRANSFORM_NICE = 10
 _niced = set()
 
 
+def os_threading(name):
+    """threading.<name> (Lock, local, ...) of the OS threads, even under gevent's monkey-patching.
+
+    Patched, those objects belong to greenlets; what the transform threads and the event
+    loop share must be the OS kind.
+    """
+    try:
+        from gevent import monkey  # noqa: PLC0415
+
+        return monkey.get_original("threading", name)
+    except (ImportError, AttributeError):  # pragma: no cover
+        return getattr(threading, name)
+
+
 class TransformPool:
     def __init__(self, threads, queue_limit, timeout=None):
         self.threads = threads

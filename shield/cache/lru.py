@@ -1,10 +1,11 @@
 """diskcache as the store uses it: reads that take no write lock, one SQLite connection per OS thread."""
 
 import sqlite3
-import threading
 import time
 
 import diskcache
+
+from ..pool import os_threading
 
 # Reads do not write: access times are refreshed at most this often per entry,
 # which keeps "least recently used goes first" to within a minute.
@@ -19,12 +20,7 @@ def real_thread_local():
     connection (three file descriptors and a dozen PRAGMAs each). SQLite calls
     never yield to gevent, so the greenlets of one thread can share one.
     """
-    try:
-        from gevent import monkey
-
-        return monkey.get_original("threading", "local")()
-    except (ImportError, AttributeError):  # pragma: no cover
-        return threading.local()
+    return os_threading("local")()
 
 
 class ReadCache(diskcache.Cache):

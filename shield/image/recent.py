@@ -15,9 +15,9 @@ images of its own before it encodes, so two transform threads can share one.
 """
 
 import hashlib
-import threading
 from collections import OrderedDict
 
+from ..pool import os_threading
 from . import decode
 
 # One entry may take at most this share of the budget, so a few large decodes cannot push
@@ -29,16 +29,6 @@ BYTES_PER_PIXEL = 4  # RGB, RGBX and RGBA are all four bytes a pixel in Pillow
 # more than their pixels, and many tiny originals would make many entries.
 MIN_PIXELS = 16_384
 ENTRY_OVERHEAD = 2048  # bytes charged to each entry for its Python and Pillow objects
-
-
-def _os_lock():
-    """A lock of the OS threads the transforms run on, even under gevent's monkey-patching."""
-    try:
-        from gevent import monkey  # noqa: PLC0415
-
-        return monkey.get_original("threading", "Lock")()
-    except (ImportError, AttributeError):  # pragma: no cover
-        return threading.Lock()
 
 
 def reuse_key(info, need, animate, keep_metadata):
@@ -91,7 +81,7 @@ class RecentDecodes:
         self.hits = 0
         self.misses = 0
         self._items = OrderedDict()  # key -> (Decoded, bytes)
-        self._lock = _os_lock()
+        self._lock = os_threading("Lock")()  # transform threads share the entries
 
     def decode(self, data, info, need, animate=False, keep_metadata=False):
         """decode.decode(...), from memory when the same decode was made recently.
